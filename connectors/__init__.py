@@ -1,0 +1,1 @@
+"""Connectors: pure readers of a source that yield records and return a checkpoint."""

@@ -1,0 +1,79 @@
+"""The Celery application: eager and in-process for `memory://`, real workers on Redis otherwise.
+
+Queues: `sync` (connector syncs, webhook events), `process` (chunking, examples), `train`
+(adapter refreshes). Workers read the configuration from `TACIT_CONFIG` (or ./tacit.toml).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.schedules import crontab
+
+from tacit.config import TacitConfig, load_config
+
+QUEUES = ("sync", "process", "train")
+ROUTES = {
+    "tacit.sync_source": {"queue": "sync"},
+    "tacit.process_event": {"queue": "sync"},
+    "tacit.replay_pending_events": {"queue": "sync"},
+    "tacit.process_team": {"queue": "process"},
+    "tacit.refresh_adapter": {"queue": "train"},
+}
+
+
+def configure(app: Celery, config: TacitConfig) -> Celery:
+    eager = config.queue.eager
+    app.conf.update(
+        broker_url=config.queue.broker_url,
+        result_backend=config.queue.result_backend or (None if eager else config.queue.broker_url),
+        task_always_eager=eager,
+        task_eager_propagates=True,
+        task_routes=ROUTES,
+        task_default_queue="sync",
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        worker_prefetch_multiplier=1,
+        task_reject_on_worker_lost=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600},
+        beat_schedule=beat_schedule(config),
+        timezone="UTC",
+    )
+    return app
+
+
+def beat_schedule(config: TacitConfig) -> dict[str, dict]:  # type: ignore[type-arg]
+    schedule = {}
+    for source in config.sources:
+        if source.schedule and source.enabled:
+            minute, hour, day, month, weekday = _cron_fields(source.schedule)
+            schedule[f"sync-{source.name}"] = {
+                "task": "tacit.sync_source",
+                "schedule": crontab(minute=minute, hour=hour, day_of_month=day, month_of_year=month,
+                                    day_of_week=weekday),
+                "args": (source.name,),
+            }
+    for team in config.teams:
+        schedule[f"refresh-{team.name}"] = {
+            "task": "tacit.refresh_adapter",
+            "schedule": crontab(minute=0),  # hourly check; the policy decides whether it is due
+            "args": (team.name, False),
+        }
+    return schedule
+
+
+def _cron_fields(expr: str) -> tuple[str, str, str, str, str]:
+    parts = expr.split()
+    if len(parts) != 5:
+        raise ValueError(f"schedule {expr!r}: expected five cron fields")
+    return parts[0], parts[1], parts[2], parts[3], parts[4]
+
+
+def create_app(config: TacitConfig | None = None) -> Celery:
+    app = Celery("tacit", include=["ingestion.tasks"])
+    configure(app, config or load_config(required=False))
+    return app
+
+
+app = create_app()

@@ -1,0 +1,204 @@
+"""Durable push events: raw deliveries are committed first, then turned into records.
+
+Used by the webhook service (`ingestion.api`) and by `tacit import`, which is a local push:
+the file's lines are stored as events and processed by the same code, on a worker or inline.
+Processing is idempotent by delivery id, and a crash between accepting and processing loses
+nothing: pending events are picked up again (`pending_event_ids`, `tacit events replay`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from connectors.base import Failure
+from connectors.webhook.records import records_from_payload
+from db import models
+from db.base import utcnow
+from ingestion.runner import SyncSummary, ingest_records
+from tacit.context import Context
+
+log = logging.getLogger(__name__)
+
+IMPORT_BATCH_LINES = 500
+_INVALID_UTF8 = "\x00invalid-utf8"
+
+#: channel -> function turning a stored event into records (or running a fetch) for its source.
+EventHandler = Callable[[Context, models.WebhookEvent, str], SyncSummary | None]
+HANDLERS: dict[str, EventHandler] = {}
+
+
+class EventRejected(ValueError):
+    """The event's content cannot be used (malformed, mapping failed); it is kept as rejected."""
+
+
+def handler(channel: str) -> Callable[[EventHandler], EventHandler]:
+    def register(fn: EventHandler) -> EventHandler:
+        HANDLERS[channel] = fn
+        return fn
+
+    return register
+
+
+def store_event(ctx: Context, source_name: str, delivery_id: str, body: str, *, channel: str = "webhook",
+                headers: dict[str, Any] | None = None, status: str = "pending", error: str | None = None) -> tuple[int, bool]:
+    """Commit a raw delivery. Returns (event id, created); a repeated delivery id creates nothing."""
+    with ctx.session() as session:
+        source = ctx.source_row(session, source_name)
+        existing = session.scalar(select(models.WebhookEvent.id).where(
+            models.WebhookEvent.source_id == source.id, models.WebhookEvent.delivery_id == delivery_id))
+        if existing is not None:
+            return existing, False
+        event = models.WebhookEvent(source_id=source.id, delivery_id=delivery_id, channel=channel, body=body,
+                                    headers=headers or {}, status=status, error=error)
+        session.add(event)
+        try:
+            session.flush()
+        except IntegrityError:  # a concurrent delivery of the same id won the race
+            session.rollback()
+            existing = session.scalar(select(models.WebhookEvent.id).where(
+                models.WebhookEvent.source_id == source.id, models.WebhookEvent.delivery_id == delivery_id))
+            return existing or 0, False
+        return event.id, True
+
+
+def process_event(ctx: Context, event_id: int) -> dict[str, Any]:
+    """Turn one stored event into corpus records; a processed event is not processed again."""
+    with ctx.session() as session:
+        event = session.get(models.WebhookEvent, event_id)
+        if event is None:
+            return {"event": event_id, "status": "missing"}
+        if event.status in ("processed", "rejected"):
+            return {"event": event_id, "status": event.status, "skipped": True}
+        source = session.get(models.Source, event.source_id)
+        assert source is not None
+        event.attempts += 1
+        session.expunge(event)
+        source_name = source.name
+        team_name = session.get(models.Team, source.team_id).name  # type: ignore[union-attr]
+    fn = HANDLERS.get(event.channel, _record_format_handler)
+    try:
+        summary = fn(ctx, event, source_name)
+    except EventRejected as exc:
+        _finish(ctx, event_id, "rejected", str(exc), {})
+        return {"event": event_id, "team": team_name, "status": "rejected", "error": str(exc)}
+    except Exception as exc:
+        log.exception("event %s failed", event_id)
+        _finish(ctx, event_id, "failed", f"{type(exc).__name__}: {exc}", {})
+        raise
+    result = summary.as_dict() if summary else {}
+    status = "processed" if summary is None or summary.status == "succeeded" else "failed"
+    _finish(ctx, event_id, status, summary.error if summary else None, result)
+    return {"event": event_id, "team": team_name, **result, "status": status}
+
+
+def _finish(ctx: Context, event_id: int, status: str, error: str | None, result: dict[str, Any]) -> None:
+    with ctx.session() as session:
+        session.execute(update(models.WebhookEvent).where(models.WebhookEvent.id == event_id).values(
+            status=status, error=error, result=_jsonable(result), processed_at=utcnow(),
+            attempts=models.WebhookEvent.attempts + 1))
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def decode_body(event: models.WebhookEvent) -> Any:
+    try:
+        return json.loads(event.body)
+    except json.JSONDecodeError as exc:
+        raise EventRejected(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def _record_format_handler(ctx: Context, event: models.WebhookEvent, source_name: str) -> SyncSummary:
+    if event.channel == "import":
+        records: Iterator[Any] = _import_lines(event.body)
+    else:
+        payload = decode_body(event)
+        mapper = MAPPERS.get("default")
+        records = mapper(ctx, source_name, payload) if mapper else records_from_payload(payload)
+    return ingest_records(ctx, source_name, records, trigger="import" if event.channel == "import" else "webhook")
+
+
+#: An optional mapping step for generic webhook payloads (JMESPath per source), set by the API module.
+MAPPERS: dict[str, Callable[[Context, str, Any], Iterator[Any]]] = {}
+
+
+def _import_lines(body: str) -> Iterator[Any]:
+    payload = json.loads(body)
+    first = payload.get("first_line", 1)
+    for offset, line in enumerate(payload["lines"]):
+        lineno = first + offset
+        if not line:
+            continue
+        if line == _INVALID_UTF8:
+            yield Failure(message=f"{payload.get('file', 'import')} line {lineno}: not valid UTF-8")
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield Failure(message=f"{payload.get('file', 'import')} line {lineno}: invalid JSON: {exc.msg}")
+            continue
+        yield from records_from_payload(data, where=f"{payload.get('file', 'import')} line {lineno}")
+
+
+def stage_import(ctx: Context, source_name: str, path: str | Path) -> list[int]:
+    """Store a JSONL file as import events (batches of lines); returns the ids still to process.
+
+    The delivery id is derived from the file's content and the batch number, so importing
+    the same file twice creates nothing new (an import interrupted before processing
+    finishes what it had left).
+    """
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
+    ids: list[int] = []
+    batch: list[str] = []
+    first_line = 1
+    number = 0
+
+    def flush() -> None:
+        nonlocal batch, number
+        if not batch:
+            return
+        body = json.dumps({"file": path.name, "first_line": first_line, "lines": batch})
+        event_id, created = store_event(ctx, source_name, f"import:{digest}:{number}", body, channel="import")
+        if created or _unfinished(ctx, event_id):
+            ids.append(event_id)
+        number += 1
+        batch = []
+
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                line = _INVALID_UTF8
+            if not batch:
+                first_line = lineno
+            batch.append(line)
+            if len(batch) >= IMPORT_BATCH_LINES:
+                flush()
+    flush()
+    return ids
+
+
+def _unfinished(ctx: Context, event_id: int) -> bool:
+    with ctx.session() as session:
+        event = session.get(models.WebhookEvent, event_id)
+        return event is not None and event.status in ("pending", "failed")
+
+
+def pending_event_ids(ctx: Context, *, include_failed: bool = False, source: str | None = None) -> list[int]:
+    statuses = ["pending", "failed"] if include_failed else ["pending"]
+    with ctx.session() as session:
+        stmt = select(models.WebhookEvent.id).where(models.WebhookEvent.status.in_(statuses))
+        if source:
+            stmt = stmt.where(models.WebhookEvent.source_id == ctx.source_row(session, source).id)
+        return list(session.scalars(stmt.order_by(models.WebhookEvent.id)))

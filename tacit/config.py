@@ -1,0 +1,259 @@
+"""`tacit.toml`: loading, `${VAR}` interpolation and validation.
+
+Every configuration error is raised as one `ConfigError` whose message names the file and
+the field, so the command line can print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+CONFIG_ENV = "TACIT_CONFIG"
+DEFAULT_NAME = "tacit.toml"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message is one line for the user."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StorageConfig(_Strict):
+    database_url: str = "sqlite:///.tacit/tacit.db"
+    data_dir: Path = Path(".tacit")
+
+
+class QueueConfig(_Strict):
+    broker_url: str = "memory://"
+    result_backend: str | None = None
+
+    @property
+    def eager(self) -> bool:
+        return self.broker_url.startswith("memory://")
+
+
+class ChunkingConfig(_Strict):
+    max_tokens: int = Field(256, ge=16, le=32768)
+    overlap_tokens: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_smaller(self) -> ChunkingConfig:
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError("overlap_tokens must be smaller than max_tokens")
+        return self
+
+
+class HygieneConfig(_Strict):
+    scrub_secrets: bool = True
+    scrub_emails: bool = True
+    near_duplicate_threshold: float = Field(0.85, gt=0.0, le=1.0)
+
+
+class TrainingConfig(_Strict):
+    rank: Literal[8, 16, 32, 64, 128, 256] = 16
+    alpha: int | None = None  # defaults to 2 * rank
+    learning_rate: float = Field(1e-3, gt=0)
+    epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    micro_batch_tokens: int = Field(1024, ge=64)
+    seq_len: int = Field(512, ge=32)
+    replay_ratio: float = Field(0.15, ge=0.0, le=0.9)
+    min_new_tokens: int = Field(2000, ge=0)
+    forgetting_bound: float = Field(0.10, ge=0.0)
+    seed: int = 0
+    teacher: str = "none"  # none | self | an OpenAI-compatible base URL
+    teacher_model: str | None = None
+    teacher_api_key: SecretStr | None = None
+
+
+class TeamConfig(_Strict):
+    name: str = Field(pattern=_NAME)
+    base_model: str = "smollm2-135m"
+    description: str = ""
+    chunking: ChunkingConfig = ChunkingConfig()
+    hygiene: HygieneConfig = HygieneConfig()
+    training: TrainingConfig = TrainingConfig()
+    eval_set: Path | None = None  # JSONL of {"question", "answer"} for the promotion gate
+    principals: list[str] = []  # ACL principals that map a shared workspace's pages to this team
+
+
+class SourceConfig(BaseModel):
+    """The keys every source has; each connector validates its own extra keys (`Settings`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=_NAME)
+    kind: str
+    team: str
+    schedule: str | None = None
+    enabled: bool = True
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ApiConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8400, ge=1, le=65535)
+    admin_token: SecretStr | None = None
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    max_backlog: int = Field(10000, ge=1)
+    public_url: str | None = None  # where vendors reach the webhook routes
+
+
+class TacitConfig(_Strict):
+    storage: StorageConfig = StorageConfig()
+    queue: QueueConfig = QueueConfig()
+    api: ApiConfig = ApiConfig()
+    teams: list[TeamConfig] = []
+    sources: list[SourceConfig] = []
+    path: Path | None = Field(None, exclude=True)
+
+    @field_validator("teams")
+    @classmethod
+    def _unique_teams(cls, teams: list[TeamConfig]) -> list[TeamConfig]:
+        _unique([t.name for t in teams], "team")
+        return teams
+
+    @model_validator(mode="after")
+    def _sources_known(self) -> TacitConfig:
+        _unique([s.name for s in self.sources], "source")
+        known = {t.name for t in self.teams}
+        for i, source in enumerate(self.sources):
+            if source.team not in known:
+                raise ValueError(f"sources.{i}.team: unknown team {source.team!r}")
+        return self
+
+    def team(self, name: str) -> TeamConfig:
+        for team in self.teams:
+            if team.name == name:
+                return team
+        raise ConfigError(f"{self.path or DEFAULT_NAME}: no team named {name!r}")
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(f"{self.path or DEFAULT_NAME}: no source named {name!r}")
+
+    @property
+    def data_dir(self) -> Path:
+        """The data directory, relative to the configuration file's folder."""
+        base = self.path.parent if self.path else Path.cwd()
+        return (base / self.storage.data_dir).resolve()
+
+    @property
+    def database_url(self) -> str:
+        """The database URL; a relative SQLite path is taken from the configuration's folder."""
+        url = self.storage.database_url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            base = self.path.parent if self.path else Path.cwd()
+            return prefix + str((base / url[len(prefix):]).resolve())
+        return url
+
+
+def _unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {what} name {name!r}")
+        seen.add(name)
+
+
+def interpolate(value: Any, where: str = "") -> Any:
+    """Replace `${VAR}` (or `${VAR:-default}`) in every string with the environment's value."""
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, f"{where}.{k}" if where else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, f"{where}.{i}") for i, v in enumerate(value)]
+    return value
+
+
+def find_config(explicit: str | Path | None = None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    candidate = Path.cwd() / DEFAULT_NAME
+    return candidate if candidate.exists() else None
+
+
+def load_config(path: str | Path | None = None, *, required: bool = True) -> TacitConfig:
+    """Read, interpolate and validate a configuration file.
+
+    With no file and `required=False` the embedded defaults are returned.
+    """
+    found = find_config(path)
+    if found is None:
+        if required:
+            raise ConfigError(f"{DEFAULT_NAME}: not found (run `tacit init`, or pass --config)")
+        return TacitConfig()
+    if not found.exists():
+        raise ConfigError(f"{found}: file not found")
+    try:
+        raw = tomllib.loads(found.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{found}: invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{found}: cannot read: {exc}") from None
+    return parse_config(raw, found)
+
+
+def parse_config(raw: dict[str, Any], path: Path | None = None) -> TacitConfig:
+    label = str(path or DEFAULT_NAME)
+    try:
+        data = interpolate(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{label}: {exc}") from None
+    try:
+        config = TacitConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{label}: {_first_error(exc, data)}") from None
+    config.path = path.resolve() if path else None
+    _validate_sources(config, label)
+    return config
+
+
+def _validate_sources(config: TacitConfig, label: str) -> None:
+    from connectors.registry import UnknownConnector, connector_class
+
+    for i, source in enumerate(config.sources):
+        try:
+            cls = connector_class(source.kind)
+        except UnknownConnector as exc:
+            raise ConfigError(f"{label}: sources.{i}.kind: {exc}") from None
+        try:
+            cls.Settings.model_validate(source.settings)
+        except ValidationError as exc:
+            raise ConfigError(f"{label}: sources.{i} ({source.name}): {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError, data: Any = None) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    # Name the source or team by its name where the location is an index.
+    return f"{loc}: {msg}" if loc else msg

@@ -1,0 +1,164 @@
+"""The running platform: a validated configuration plus its database, bound together.
+
+Every entry point (CLI, Celery task, API) builds one `Context` and passes it down; plain
+functions receive it instead of reading globals, so they are tested without Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.http import HttpBudget
+from db import models
+from db.session import migrate, session_factory
+from tacit.config import SourceConfig, TacitConfig, load_config
+from tacit.secrets import SecretBox
+
+log = logging.getLogger(__name__)
+
+#: Requests a second allowed per source kind (vendor-documented averages), and burst.
+RATE_LIMITS: dict[str, tuple[float | None, int]] = {
+    "notion": (3.0, 3),  # "an average of three requests per second" (developers.notion.com/reference/request-limits)
+    "msgraph": (20.0, 20),
+    "webhook": (None, 1),
+}
+
+
+class Context:
+    def __init__(self, config: TacitConfig, *, migrate_db: bool = True) -> None:
+        self.config = config
+        self.database_url = config.database_url
+        self._migrated = False
+        if migrate_db:
+            self.ensure_database()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **kwargs: object) -> Context:
+        return cls(load_config(path), **kwargs)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ database
+    @cached_property
+    def sessionmaker(self):  # type: ignore[no-untyped-def]
+        return session_factory(self.database_url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        session = self.sessionmaker()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def ensure_database(self) -> None:
+        """Migrate to the newest schema and mirror the configured teams and sources."""
+        if self._migrated:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        migrate(self.database_url)
+        with self.session() as session:
+            teams = {t.name: t for t in session.scalars(select(models.Team))}
+            for team in self.config.teams:
+                row = teams.get(team.name)
+                if row is None:
+                    session.add(models.Team(name=team.name, base_model=team.base_model))
+                elif row.base_model != team.base_model:
+                    row.base_model = team.base_model
+            session.flush()
+            team_ids = {t.name: t.id for t in session.scalars(select(models.Team))}
+            sources = {s.name: s for s in session.scalars(select(models.Source))}
+            for source in self.config.sources:
+                sealed = self.secrets.seal(source.settings)
+                row = sources.get(source.name)
+                if row is None:
+                    session.add(models.Source(name=source.name, kind=source.kind, team_id=team_ids[source.team],
+                                              config=sealed, state={}))
+                else:
+                    if row.kind != source.kind:
+                        # A different kind under the same name: its checkpoint means nothing now.
+                        row.checkpoint = None
+                    row.kind = source.kind
+                    row.team_id = team_ids[source.team]
+                    if _unsealed_differs(self.secrets, row.config, source.settings):
+                        row.config = sealed
+        self._migrated = True
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+    @cached_property
+    def secrets(self) -> SecretBox:
+        return SecretBox.from_env(self.data_dir)
+
+    @property
+    def redis_url(self) -> str | None:
+        url = self.config.queue.broker_url
+        return url if url.startswith(("redis://", "rediss://")) else None
+
+    def source_config(self, name: str) -> SourceConfig:
+        return self.config.source(name)
+
+    def source_row(self, session: Session, name: str) -> models.Source:
+        row = session.scalar(select(models.Source).where(models.Source.name == name))
+        if row is None:
+            self.config.source(name)  # raises a ConfigError naming the source
+            raise LookupError(f"source {name!r} is not in the database")
+        return row
+
+    def team_row(self, session: Session, name: str) -> models.Team:
+        row = session.scalar(select(models.Team).where(models.Team.name == name))
+        if row is None:
+            self.config.team(name)
+            raise LookupError(f"team {name!r} is not in the database")
+        return row
+
+    def http_budget(self, source: SourceConfig, **kwargs: object) -> HttpBudget:
+        rate, burst = RATE_LIMITS.get(source.kind, (None, 1))
+        settings = source.settings
+        rate = settings.get("rate_limit", rate)
+        key = _budget_key(source)
+        return HttpBudget(key, rate=rate, burst=burst, redis_url=self.redis_url, **kwargs)  # type: ignore[arg-type]
+
+    def connector(self, name: str, **http_kwargs: object):  # type: ignore[no-untyped-def]
+        from connectors.registry import connector_class
+
+        source = self.source_config(name)
+        cls = connector_class(source.kind)
+        return cls(source, self.http_budget(source, **http_kwargs))
+
+
+def _budget_key(source: SourceConfig) -> str:
+    """Rate limits are per integration (Notion token) or tenant (Graph), not per source."""
+    import hashlib
+
+    settings = source.settings
+    ident = settings.get("token") or settings.get("tenant_id") or settings.get("access_token") or source.name
+    return f"{source.kind}:{hashlib.sha256(str(ident).encode()).hexdigest()[:16]}"
+
+
+def _unsealed_differs(box: SecretBox, stored: dict, settings: dict) -> bool:  # type: ignore[type-arg]
+    try:
+        return _unseal(box, stored) != settings
+    except ValueError:
+        return True
+
+
+def _unseal(box: SecretBox, value):  # type: ignore[no-untyped-def]
+    if isinstance(value, dict):
+        return {k: _unseal(box, v) for k, v in value.items()}
+    if isinstance(value, str):
+        return box.decrypt(value)
+    return value

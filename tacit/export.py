@@ -1,0 +1,75 @@
+"""`tacit export`: the corpus and examples as record-format JSON, one object per line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select
+
+from db import models
+from tacit.context import Context
+
+PAGE = 500
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def export_rows(ctx: Context, what: str, team: str, *, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+    with ctx.session() as session:
+        team_row = ctx.team_row(session, team)
+        sources = dict(session.execute(select(models.Source.id, models.Source.name)).all())
+        model = {"documents": models.Document, "interactions": models.Interaction,
+                 "chunks": models.Chunk, "examples": models.Example}[what]
+        stmt = select(model).where(model.team_id == team_row.id).order_by(model.id)
+        if what in ("documents", "interactions") and not include_deleted:
+            stmt = stmt.where(model.deleted_at.is_(None))
+        if what in ("chunks", "examples"):
+            stmt = stmt.where(model.retired_at.is_(None))
+        last_id = 0
+        while True:
+            rows = list(session.scalars(stmt.where(model.id > last_id).limit(PAGE)))
+            if not rows:
+                return
+            for row in rows:
+                yield _render(what, row, team, sources)
+            last_id = rows[-1].id
+
+
+def _render(what: str, row: Any, team: str, sources: dict[int, str]) -> dict[str, Any]:
+    if what == "documents":
+        data = {
+            "type": "document", "external_id": row.external_id, "title": row.title, "text": row.text,
+            "url": row.url, "authors": row.authors, "created_at": _iso(row.source_created_at),
+            "updated_at": _iso(row.source_updated_at), "parent_external_id": row.parent_external_id,
+            "acl": row.acl, "metadata": row.meta,
+            "source": sources.get(row.source_id), "team": team, "id": row.id, "version": row.version,
+            "ingested_at": _iso(row.ingested_at),
+        }
+        if row.deleted_at is not None:
+            data["deleted_at"] = _iso(row.deleted_at)
+        return data
+    if what == "interactions":
+        data = {
+            "type": "interaction", "external_id": row.external_id, "kind": row.kind,
+            "document_external_id": row.document_external_id, "rating": row.rating,
+            "correction": row.correction, "messages": row.messages, "acl": row.acl, "metadata": row.meta,
+            "source": sources.get(row.source_id), "team": team, "id": row.id, "version": row.version,
+            "ingested_at": _iso(row.ingested_at),
+        }
+        if row.deleted_at is not None:
+            data["deleted_at"] = _iso(row.deleted_at)
+        return data
+    if what == "chunks":
+        return {"id": row.id, "team": team, "document_id": row.document_id, "document_version": row.document_version,
+                "ordinal": row.ordinal, "heading_path": row.heading_path, "token_count": row.token_count,
+                "text": row.text}
+    return {
+        "id": row.id, "team": team, "kind": row.kind, "origin": row.origin, "payload": row.payload,
+        "token_count": row.token_count,
+        "provenance": {"chunk_id": row.chunk_id, "document_id": row.document_id,
+                       "interaction_id": row.interaction_id},
+        "created_at": _iso(row.created_at),
+    }
