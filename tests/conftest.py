@@ -1,0 +1,141 @@
+"""Shared fixtures: every database test runs on SQLite and on the throwaway PostgreSQL.
+
+`make test` starts PostgreSQL and Redis (scripts/test-services.sh) and sets
+TACIT_TEST_POSTGRES_URL / TACIT_TEST_REDIS_URL and TACIT_REQUIRE_SERVICES=1, so a missing
+server is a failure there, not a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tacit.config import load_config
+from tacit.context import Context
+
+# Converted base models are shared by the whole test session (converting SmolLM2 takes ~20 s).
+os.environ.setdefault("TACIT_MODELS_DIR", str(Path(__file__).resolve().parents[1] / ".tacit" / "models"))
+
+POSTGRES_URL = os.environ.get("TACIT_TEST_POSTGRES_URL")
+PG_ADMIN_URL = os.environ.get("TACIT_TEST_PG_ADMIN_URL")
+REDIS_URL = os.environ.get("TACIT_TEST_REDIS_URL")
+REQUIRE = os.environ.get("TACIT_REQUIRE_SERVICES") == "1"
+
+
+def need(url: str | None, what: str) -> str:
+    if url:
+        return url
+    if REQUIRE:
+        pytest.fail(f"{what} is required (TACIT_REQUIRE_SERVICES=1) but not configured")
+    pytest.skip(f"{what} not available (run `make test`, which starts it)")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("TACIT_CONFIG", raising=False)
+    monkeypatch.setenv("TACIT_SECRET_KEY", "ZmRlYWRiZWVmZGVhZGJlZWZkZWFkYmVlZmRlYWRiZWU=")
+    monkeypatch.chdir(tmp_path)
+
+
+def _fresh_postgres_db() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    base = need(POSTGRES_URL, "PostgreSQL")
+    admin = create_engine(PG_ADMIN_URL or base, isolation_level="AUTOCOMMIT")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        from db.session import get_engine
+
+        get_engine(url).dispose()
+        get_engine.cache_clear()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each dialect."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tacit.db'}"
+    else:
+        yield from _fresh_postgres_db()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'tacit.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from _fresh_postgres_db()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return need(REDIS_URL, "Redis")
+
+
+DEFAULT_TEAMS = """
+[[teams]]
+name = "platform"
+base_model = "tiny-random"
+
+[[teams]]
+name = "support"
+base_model = "tiny-random"
+"""
+
+DEFAULT_SOURCES = """
+[[sources]]
+name = "assistant"
+kind = "webhook"
+team = "platform"
+
+[[sources]]
+name = "helpdesk"
+kind = "webhook"
+team = "support"
+"""
+
+
+def write_config(directory: Path, database_url: str, body: str = DEFAULT_TEAMS + DEFAULT_SOURCES,
+                 broker_url: str = "memory://") -> Path:
+    path = directory / "tacit.toml"
+    path.write_text(
+        f'[storage]\ndatabase_url = "{database_url}"\ndata_dir = ".tacit"\n\n'
+        f'[queue]\nbroker_url = "{broker_url}"\n\n{body}',
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def make_ctx(tmp_path: Path) -> Callable[..., Context]:
+    """Build a Context from a tacit.toml body: make_ctx(db_url, body=..., broker_url=...)."""
+
+    def make(database_url: str, body: str = DEFAULT_TEAMS + DEFAULT_SOURCES, broker_url: str = "memory://") -> Context:
+        path = write_config(tmp_path, database_url, body, broker_url)
+        ctx = Context(load_config(path))
+        from ingestion.tasks import set_context
+
+        set_context(ctx)
+        return ctx
+
+    return make
+
+
+@pytest.fixture
+def ctx(make_ctx: Callable[..., Context], db_url: str) -> Context:
+    """A migrated context with two teams (platform, support) and two webhook sources, on each dialect."""
+    return make_ctx(db_url)
