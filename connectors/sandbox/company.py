@@ -1,0 +1,153 @@
+"""The sample company served by the sandbox Notion and Graph servers: Lumen Labs.
+
+Three teams, their people, and the facts each team writes down. The sandboxes render these facts
+into pages, data-source rows, files, mail and Teams threads; the demo's eval sets ask about them
+in other words. Every fact is specific and invented, so no base model knows it beforehand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+COMPANY = "Lumen Labs"
+DOMAIN = "lumenlabs.example"
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str  # a stable uuid-like id (Notion user id, Graph user id)
+    name: str
+    email: str
+    team: str
+
+
+@dataclass(frozen=True)
+class Fact:
+    team: str
+    topic: str  # the page/file/thread it belongs to
+    statement: str  # as written in the team's docs
+    question: str  # how a colleague asks it (used for training QA from structure and threads)
+    answer: str  # the short answer a correct reply contains
+    eval_question: str  # the same question in other words (for the held-out eval set)
+
+
+@dataclass(frozen=True)
+class Team:
+    name: str
+    title: str
+    description: str
+    people: list[Person] = field(default_factory=list)
+
+
+def _p(n: int, name: str, team: str) -> Person:
+    first = name.split()[0].lower()
+    return Person(id=f"00000000-0000-4000-8000-{n:012d}", name=name, email=f"{first}@{DOMAIN}", team=team)
+
+
+PEOPLE = [
+    _p(1, "Ada Moreau", "platform"),
+    _p(2, "Bram Okafor", "platform"),
+    _p(3, "Chen Liu", "platform"),
+    _p(4, "Dana Whitfield", "support"),
+    _p(5, "Emeka Balogun", "support"),
+    _p(6, "Fatima Rahimi", "support"),
+    _p(7, "Gustav Lindqvist", "research"),
+    _p(8, "Hana Sato", "research"),
+    _p(9, "Ivan Petrov", "research"),
+]
+
+TEAMS = [
+    Team("platform", "Platform Engineering", "Runs deploys, on-call, databases and the internal cloud.",
+         [p for p in PEOPLE if p.team == "platform"]),
+    Team("support", "Customer Support", "Answers customers, handles refunds, escalations and SLAs.",
+         [p for p in PEOPLE if p.team == "support"]),
+    Team("research", "Research", "Trains models on the Halcyon GPU cluster and reviews papers.",
+         [p for p in PEOPLE if p.team == "research"]),
+]
+
+FACTS = [
+    # platform
+    Fact("platform", "Deploy policy", "The weekly deploy freeze starts every Thursday at 16:00 UTC.",
+         "When does the deploy freeze start?", "Thursday at 16:00 UTC",
+         "At what time does the weekly freeze on deploys begin?"),
+    Fact("platform", "Deploy policy", "Production deploys go through the Skylark pipeline.",
+         "Which pipeline do production deploys go through?", "Skylark",
+         "What is the name of the pipeline used to deploy to production?"),
+    Fact("platform", "On-call", "The on-call handoff happens every Monday at 09:30 in the #pager-handoff channel.",
+         "When is the on-call handoff?", "Monday at 09:30",
+         "On which day and time do we hand over on-call?"),
+    Fact("platform", "On-call", "A SEV1 incident must be acknowledged within 5 minutes.",
+         "How fast must a SEV1 be acknowledged?", "within 5 minutes",
+         "What is the acknowledgement deadline for a SEV1 incident?"),
+    Fact("platform", "Databases", "The primary Postgres cluster is called Basalt and runs in eu-west-3.",
+         "What is the primary Postgres cluster called?", "Basalt",
+         "What name does our main Postgres cluster have?"),
+    Fact("platform", "Databases", "Database backups are kept for 35 days.",
+         "How long are database backups kept?", "35 days",
+         "For how many days do we retain database backups?"),
+    Fact("platform", "Internal cloud", "New services get a default quota of 8 vCPUs in the Nimbus cloud.",
+         "What is the default vCPU quota for a new service?", "8 vCPUs",
+         "How many vCPUs does a new service get by default?"),
+    Fact("platform", "Internal cloud", "Service ownership is recorded in the Atlas catalog.",
+         "Where is service ownership recorded?", "the Atlas catalog",
+         "Which catalog records who owns a service?"),
+    # support
+    Fact("support", "Refunds", "Refunds up to 200 euros can be approved by any support agent.",
+         "Up to what amount can an agent approve a refund?", "200 euros",
+         "What is the largest refund an agent may approve alone?"),
+    Fact("support", "Refunds", "Refunds above 200 euros need approval from Dana Whitfield.",
+         "Who approves refunds above 200 euros?", "Dana Whitfield",
+         "Who has to sign off on a refund larger than 200 euros?"),
+    Fact("support", "SLAs", "Enterprise customers get a first response within 2 business hours.",
+         "What is the first-response SLA for enterprise customers?", "2 business hours",
+         "How quickly must we first answer an enterprise customer?"),
+    Fact("support", "SLAs", "Standard plan tickets get a first response within 1 business day.",
+         "What is the first-response SLA on the standard plan?", "1 business day",
+         "How fast do we reply first to a standard plan ticket?"),
+    Fact("support", "Escalation", "Bugs are escalated to engineering through the Kestrel queue.",
+         "Which queue do we use to escalate bugs to engineering?", "Kestrel",
+         "What queue takes bug escalations to engineering?"),
+    Fact("support", "Escalation", "A ticket reopened three times is escalated to a team lead.",
+         "When is a ticket escalated to a team lead?", "when reopened three times",
+         "After how many reopenings does a ticket go to a team lead?"),
+    Fact("support", "Tools", "Customer conversations are handled in the Harbor helpdesk.",
+         "Which helpdesk tool do we use?", "Harbor",
+         "What is the name of our helpdesk tool?"),
+    Fact("support", "Tools", "The support macro for password resets is called RESET-7.",
+         "What is the password reset macro called?", "RESET-7",
+         "Which macro do we send for a password reset?"),
+    # research
+    Fact("research", "Cluster", "The research GPU cluster is called Halcyon and has 64 H100 GPUs.",
+         "How many GPUs does the Halcyon cluster have?", "64 H100 GPUs",
+         "What is the GPU count of Halcyon?"),
+    Fact("research", "Cluster", "Jobs on Halcyon longer than 48 hours need a reservation.",
+         "When do Halcyon jobs need a reservation?", "longer than 48 hours",
+         "Above what runtime must a Halcyon job be reserved?"),
+    Fact("research", "Experiments", "Experiments are tracked in the Lodestar tracker.",
+         "Where are experiments tracked?", "Lodestar",
+         "Which tracker holds our experiment runs?"),
+    Fact("research", "Experiments", "Every experiment must set the random seed 1729 unless it sweeps seeds.",
+         "Which random seed do experiments use by default?", "1729",
+         "What is the default random seed for an experiment?"),
+    Fact("research", "Papers", "Paper drafts are reviewed internally every Wednesday at 14:00.",
+         "When is the internal paper review?", "Wednesday at 14:00",
+         "On what day and hour are paper drafts reviewed?"),
+    Fact("research", "Papers", "External submissions need sign-off from Gustav Lindqvist.",
+         "Who signs off external paper submissions?", "Gustav Lindqvist",
+         "Whose approval does an external paper submission need?"),
+    Fact("research", "Data", "Training datasets are stored in the Quarry bucket.",
+         "Where are training datasets stored?", "the Quarry bucket",
+         "In which bucket do we keep training datasets?"),
+    Fact("research", "Data", "Evaluation sets are frozen on the first day of each quarter.",
+         "When are evaluation sets frozen?", "the first day of each quarter",
+         "On which day do we freeze evaluation sets?"),
+]
+
+
+def facts_for(team: str) -> list[Fact]:
+    return [f for f in FACTS if f.team == team]
+
+
+def person(team: str, index: int = 0) -> Person:
+    members = [p for p in PEOPLE if p.team == team]
+    return members[index % len(members)]
