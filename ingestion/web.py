@@ -1,0 +1,42 @@
+"""Pieces shared by every webhook router (generic, Notion, Microsoft Graph) of `ingestion.api`.
+
+A router gets the running `Context` with `Depends(get_context)`; `accept_event` commits the raw
+delivery first and only then queues its processing, so an accepted event is never lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from tacit.context import Context
+
+
+def get_context(request: Request) -> Context:
+    return request.app.state.ctx
+
+
+def source_of_kind(ctx: Context, name: str, kinds: tuple[str, ...]) -> Any:
+    """The configured source `name`, which must be of one of `kinds`; 404 otherwise."""
+    for source in ctx.config.sources:
+        if source.name == name and source.kind in kinds and source.enabled:
+            return source
+    raise HTTPException(status_code=404, detail=f"no {'/'.join(kinds)} source named {name!r}")
+
+
+def accept_event(ctx: Context, source: str, delivery_id: str, body: str, *, channel: str,
+                 headers: dict[str, Any] | None = None) -> tuple[int, bool]:
+    """Commit the delivery, then queue it. Returns (event id, created); a repeat creates nothing."""
+    from ingestion.events import store_event
+    from ingestion.tasks import process_event
+
+    event_id, created = store_event(ctx, source, delivery_id, body, channel=channel, headers=headers)
+    if created:
+        try:
+            process_event.delay(event_id)
+        except Exception:  # broker down: the event is stored; workers replay pending events on start
+            import logging
+
+            logging.getLogger(__name__).warning("event %s stored but not queued (broker unavailable)", event_id)
+    return event_id, created
