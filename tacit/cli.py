@@ -528,11 +528,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _one_line("interrupted", 130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        # Typer bundles its own copy of click; recognise its exceptions by shape.
+        if type(exc).__name__ == "Abort":
             _one_line("aborted", 1)
-        if isinstance(exc, click.ClickException):
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             _one_line(exc.format_message(), 2)
         if os.environ.get("TACIT_DEBUG"):
             raise
