@@ -24,7 +24,8 @@ ROUTES = {
 def configure(app: Celery, config: TacitConfig) -> Celery:
     eager = config.queue.eager
     app.conf.update(
-        broker_url=config.queue.broker_url,
+        # kombu warns about a memory:// URL without a host; name one.
+        broker_url="memory://localhost/" if eager else config.queue.broker_url,
         result_backend=config.queue.result_backend or (None if eager else config.queue.broker_url),
         task_always_eager=eager,
         task_eager_propagates=True,
