@@ -1,0 +1,416 @@
+"""Structure-aware, token-accurate Markdown chunking (no database needed).
+
+A document is cut into sections at its headings; a section's blocks (paragraphs, lists,
+tables, fenced code) are packed greedily into chunks of at most `max_tokens` tokens of the
+team's base-model tokenizer, counted without special tokens. A block that is too large on its
+own is split at its lines (code, tables, lists), then at sentences, and only as a last resort
+at token boundaries, so a chunk never ends inside a code block or a table row when that can be
+avoided. Every chunk carries its heading path; a continued table repeats its header row.
+
+Speed comes from tokenizing in batches: every block of every document once, then every packed
+chunk once to make its count exact. Token counts of concatenations are nearly additive, so
+packing works from the block counts plus a small cost per gap; the final batch pass finds the
+rare chunk whose true count is over the limit, and only that chunk is packed again, tighter.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n]*)$", re.M)
+_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.M)
+_RUN = re.compile(r"^[ \t]*\S[^\n]*(?:\n[ \t]*\S[^\n]*)*", re.M)  # consecutive non-blank lines
+_LIST = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]")
+_TABLE_SEP = re.compile(r"^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)*\|?[ \t]*$")
+_LINE = re.compile(r"[^\n]*\S[^\n]*")
+_SENTENCE = re.compile(r"\S.*?(?:[.!?]+[\"')\]]*(?=\s)|$)", re.S)
+_EMPHASIS = re.compile(r"[*_`]+")
+
+PARA, LIST, TABLE, CODE, HEADING, QUOTE = "para", "list", "table", "code", "heading", "quote"
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A piece of a document: `text` is `source[start:end]`, prefixed by a table's header
+    row when it continues a table that began in an earlier chunk."""
+
+    text: str
+    token_count: int
+    heading_path: list[str]
+    start: int
+    end: int
+
+
+@dataclass(slots=True)
+class _Unit:
+    start: int
+    end: int
+    kind: str
+    tokens: int = 0
+    context: tuple[int, int] | None = None  # a split table's header span, repeated when it starts a chunk
+
+
+@dataclass(slots=True)
+class _Section:
+    path: list[str]
+    units: list[_Unit] = field(default_factory=list)
+
+
+class TokenCounter:
+    """Counts tokens of many strings at once with a Hugging Face fast tokenizer."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        backend = getattr(tokenizer, "backend_tokenizer", None) or tokenizer
+        if not hasattr(backend, "encode_batch"):
+            raise TypeError("chunking needs a Hugging Face fast tokenizer (tokenizers.Tokenizer backend)")
+        self.backend = backend
+        self._batch = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
+        self._gaps: dict[tuple[str, str], int] = {}
+
+    def counts(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(e) for e in self._batch(list(texts), add_special_tokens=False)]
+
+    def count(self, text: str) -> int:
+        return len(self.backend.encode(text, add_special_tokens=False))
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        return list(self.backend.encode(text, add_special_tokens=False).offsets)
+
+    def gap(self, gap: str, nxt: str) -> int:
+        """What the whitespace between two blocks adds, measured between a period and a stand-in
+        for the next block's first character (a lone "\\n\\n" is one token, two before a word)."""
+        nxt = "a" if nxt.islower() else "A" if nxt.isupper() else "0" if nxt.isdigit() else nxt
+        key = (gap, nxt)
+        cost = self._gaps.get(key)
+        if cost is None:
+            a, b, ab = self.counts([".", nxt, "." + gap + nxt])
+            cost = max(0, ab - a - b)
+            self._gaps[key] = cost
+        return cost
+
+
+_COUNTERS: weakref.WeakKeyDictionary[Any, TokenCounter] = weakref.WeakKeyDictionary()
+
+
+def token_counter(tokenizer: Any) -> TokenCounter:
+    """The counter of a tokenizer, kept while the tokenizer lives (its gap costs are cached)."""
+    try:
+        counter = _COUNTERS.get(tokenizer)
+        if counter is None:
+            counter = _COUNTERS[tokenizer] = TokenCounter(tokenizer)
+        return counter
+    except TypeError:  # not weak-referenceable
+        return TokenCounter(tokenizer)
+
+
+# --------------------------------------------------------------------------- parsing
+def _code_spans(text: str) -> list[tuple[int, int]]:
+    """Fenced code blocks as (start, end) spans; an unclosed fence runs to the end."""
+    spans: list[tuple[int, int]] = []
+    opening: re.Match[str] | None = None
+    for m in _FENCE_LINE.finditer(text):
+        if opening is None:
+            opening = m
+        else:
+            fence = opening.group(1)
+            close = m.group(1)
+            if close[0] == fence[0] and len(close) >= len(fence) and not m.group(2).strip():
+                spans.append((opening.start(), m.end()))
+                opening = None
+    if opening is not None:
+        spans.append((opening.start(), len(text.rstrip())))
+    return spans
+
+
+def _kind(text: str, start: int, end: int) -> str:
+    first = text[start:text.find("\n", start, end) if "\n" in text[start:end] else end]
+    stripped = first.lstrip()
+    if stripped.startswith("|"):
+        return TABLE
+    if stripped.startswith(">"):
+        return QUOTE
+    if _LIST.match(first):
+        return LIST
+    nl = text.find("\n", start, end)
+    if nl != -1:
+        nl2 = text.find("\n", nl + 1, end)
+        second = text[nl + 1:nl2 if nl2 != -1 else end]
+        if "|" in first and _TABLE_SEP.match(second):
+            return TABLE
+    return PARA
+
+
+def _blocks(text: str, start: int, end: int, out: list[_Unit]) -> None:
+    for m in _RUN.finditer(text, start, end):
+        s, e = m.start(), m.end()
+        while s < e and text[s] in " \t":
+            s += 1
+        while e > s and text[e - 1] in " \t\r":
+            e -= 1
+        if e > s:
+            out.append(_Unit(s, e, _kind(text, s, e)))
+
+
+def _title(raw: str) -> str:
+    return _EMPHASIS.sub("", raw).strip()
+
+
+def parse_sections(text: str) -> list[_Section]:
+    """Sections in order, each with its heading path and its blocks (heading lines included)."""
+    sections: list[_Section] = [_Section([])]
+    stack: list[tuple[int, str]] = []
+    pos = 0
+
+    def prose(upto: int) -> None:
+        nonlocal pos, stack
+        for h in _HEADING.finditer(text, pos, upto):
+            _blocks(text, pos, h.start(), sections[-1].units)
+            level = len(h.group(1))
+            stack = [(lv, t) for lv, t in stack if lv < level] + [(level, _title(h.group(2)))]
+            sections.append(_Section([t for _, t in stack], [_Unit(h.start(), h.end(), HEADING)]))
+            pos = h.end()
+        _blocks(text, pos, upto, sections[-1].units)
+        pos = upto
+
+    for s, e in _code_spans(text):
+        prose(s)
+        sections[-1].units.append(_Unit(s, e, CODE))
+        pos = e
+    prose(len(text))
+
+    # A section with nothing but its heading joins the next one (its path is the deeper one).
+    merged: list[_Section] = []
+    carry: list[_Unit] = []
+    for section in sections:
+        units = carry + section.units
+        if units and all(u.kind == HEADING for u in units) and section is not sections[-1]:
+            carry = units
+            continue
+        carry = []
+        if units:
+            merged.append(_Section(section.path, units))
+    return merged
+
+
+# --------------------------------------------------------------------------- splitting
+def _line_units(text: str, unit: _Unit) -> list[_Unit]:
+    return [_Unit(m.start(), m.end(), unit.kind) for m in _LINE.finditer(text, unit.start, unit.end)]
+
+
+def _sentence_units(text: str, unit: _Unit) -> list[_Unit]:
+    out = []
+    for m in _SENTENCE.finditer(text, unit.start, unit.end):
+        e = m.end()
+        while e > m.start() and text[e - 1].isspace():
+            e -= 1
+        if e > m.start():
+            out.append(_Unit(m.start(), e, unit.kind))
+    return out
+
+
+def _token_units(text: str, unit: _Unit, budget: int, counter: TokenCounter) -> list[_Unit]:
+    """The last resort: cut at token boundaries, `budget` tokens at a time."""
+    offsets = counter.offsets(text[unit.start:unit.end])
+    out = []
+    for i in range(0, len(offsets), budget):
+        s = unit.start + offsets[i][0]
+        e = unit.start + offsets[min(i + budget, len(offsets)) - 1][1]
+        if i + budget < len(offsets):
+            e = max(e, unit.start + offsets[i + budget][0])
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            out.append(_Unit(s, e, unit.kind, min(budget, len(offsets) - i), unit.context))
+    return out
+
+
+def _split(text: str, unit: _Unit, budget: int, counter: TokenCounter, level: int = 0) -> list[_Unit]:
+    """Split a block that does not fit: lines, then sentences, then tokens; counts filled in."""
+    if unit.tokens <= budget:
+        return [unit]
+    levels = ["sentences", "lines"] if unit.kind in (PARA, QUOTE) else ["lines", "sentences"]
+    while level < len(levels):
+        how = levels[level]
+        level += 1
+        parts = _line_units(text, unit) if how == "lines" else _sentence_units(text, unit)
+        if len(parts) <= 1:
+            continue
+        if unit.kind == TABLE and how == "lines":
+            header = _table_header(text, parts)
+            for p in parts[header:]:
+                p.context = (parts[0].start, parts[header - 1].end) if header else None
+        else:
+            for p in parts:
+                p.context = unit.context
+        for p, n in zip(parts, counter.counts([text[p.start:p.end] for p in parts]), strict=True):
+            p.tokens = n
+        out: list[_Unit] = []
+        for p in parts:
+            out.extend(_split(text, p, budget, counter, level) if p.tokens > budget else [p])
+        return out
+    return _token_units(text, unit, budget, counter)
+
+
+def _table_header(text: str, rows: list[_Unit]) -> int:
+    """How many leading lines of a table form its header (header row plus separator)."""
+    if len(rows) >= 2 and _TABLE_SEP.match(text[rows[1].start:rows[1].end]):
+        return 2
+    return 0
+
+
+# --------------------------------------------------------------------------- packing
+class _Packer:
+    """Greedy packing of units into groups whose estimated token count fits a budget."""
+
+    def __init__(self, text: str, counter: TokenCounter, budget: int, overlap: int) -> None:
+        self.text, self.counter, self.budget, self.overlap = text, counter, budget, overlap
+        self._context: dict[tuple[int, int], int] = {}
+
+    def context_cost(self, u: _Unit) -> int:
+        if u.context is None or u.context[1] > u.start:
+            return 0
+        if u.context not in self._context:
+            self._context[u.context] = self.counter.count(self.text[u.context[0]:u.context[1]]) + 1
+        return self._context[u.context]
+
+    def gap(self, prev: _Unit, nxt: _Unit) -> int:
+        return self.counter.gap(self.text[prev.end:nxt.start], self.text[nxt.start])
+
+    def cost(self, units: list[_Unit]) -> int:
+        if not units:
+            return 0
+        return (self.context_cost(units[0]) + sum(u.tokens for u in units)
+                + sum(self.gap(a, b) for a, b in zip(units, units[1:], strict=False)))
+
+    def pack(self, units: list[_Unit]) -> list[list[_Unit]]:
+        groups: list[list[_Unit]] = []
+        cur: list[_Unit] = []
+        cur_tokens = 0
+        for u in units:
+            if cur:
+                add = self.gap(cur[-1], u) + u.tokens
+                if cur_tokens + add <= self.budget:
+                    cur.append(u)
+                    cur_tokens += add
+                    continue
+                groups.append(cur)
+                cur = self.tail(cur, self.budget - u.tokens - self.context_cost(u) - 2)
+                cur_tokens = self.cost(cur)
+                if cur:
+                    cur_tokens += self.gap(cur[-1], u)
+            if not cur:
+                if u.context is not None and self.context_cost(u) + u.tokens > self.budget:
+                    u.context = None  # the header does not fit beside this row: leave it out
+                cur_tokens = self.context_cost(u)
+            cur.append(u)
+            cur_tokens += u.tokens
+        if cur:
+            groups.append(cur)
+        return groups
+
+    def tail(self, group: list[_Unit], room: int) -> list[_Unit]:
+        """The end of `group` repeated at the start of the next chunk: whole units that fit in
+        `overlap` tokens, or else the last `overlap` tokens of the last unit."""
+        limit = min(self.overlap, room)
+        if limit <= 0:
+            return []
+        tail: list[_Unit] = []
+        total = 0
+        for u in reversed(group):
+            add = u.tokens + (self.gap(u, tail[0]) if tail else 0)
+            if total + add > limit:
+                break
+            tail.insert(0, _Unit(u.start, u.end, u.kind, u.tokens, u.context))
+            total += add
+        last = group[-1]
+        if tail or last.kind not in (PARA, LIST, QUOTE):
+            return tail
+        offsets = self.counter.offsets(self.text[last.start:last.end])
+        start = last.start + offsets[max(0, len(offsets) - limit)][0]
+        # Begin at a word: the rest of a cut word is not worth its tokens.
+        if start > last.start and not self.text[start - 1].isspace():
+            space = self.text.find(" ", start, last.end)
+            start = space + 1 if space != -1 else start
+        if start >= last.end:
+            return []
+        return [_Unit(start, last.end, last.kind, min(limit, len(offsets)), last.context)]
+
+
+def _render(text: str, group: list[_Unit]) -> str:
+    body = text[group[0].start:group[-1].end]
+    ctx = group[0].context
+    if ctx is not None and ctx[1] <= group[0].start:
+        return text[ctx[0]:ctx[1]] + "\n" + body
+    return body
+
+
+# --------------------------------------------------------------------------- public API
+def chunk_markdown(text: str, *, tokenizer: Any, max_tokens: int, overlap_tokens: int = 0) -> list[Chunk]:
+    """Chunks of one Markdown document; see `chunk_documents`."""
+    return chunk_documents([text], tokenizer=tokenizer, max_tokens=max_tokens, overlap_tokens=overlap_tokens)[0]
+
+
+def chunk_documents(texts: Sequence[str], *, tokenizer: Any, max_tokens: int, overlap_tokens: int = 0,
+                    counter: TokenCounter | None = None) -> list[list[Chunk]]:
+    """Chunks of many documents, tokenized together in two batch passes.
+
+    No chunk has more than `max_tokens` tokens (without special tokens); consecutive chunks
+    of one section share up to `overlap_tokens` tokens of whole blocks or sentences.
+    """
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be positive")
+    if overlap_tokens < 0 or overlap_tokens >= max_tokens:
+        raise ValueError("overlap_tokens must be at least 0 and smaller than max_tokens")
+    counter = counter or token_counter(tokenizer)
+    parsed = [parse_sections(t) for t in texts]
+    flat = [(t, u) for t, sections in zip(texts, parsed, strict=True) for s in sections for u in s.units]
+    for (t, u), n in zip(flat, counter.counts([t[u.start:u.end] for t, u in flat]), strict=True):
+        u.tokens = n
+
+    # Pack every section, then count every candidate chunk exactly in one more batch.
+    plans: list[tuple[int, list[str], list[_Unit]]] = []
+    for d, (text, sections) in enumerate(zip(texts, parsed, strict=True)):
+        for section in sections:
+            units: list[_Unit] = []
+            for u in section.units:
+                units.extend(_split(text, u, max_tokens, counter) if u.tokens > max_tokens else [u])
+            for group in _Packer(text, counter, max_tokens, overlap_tokens).pack(units):
+                plans.append((d, section.path, group))
+    rendered = [_render(texts[d], g) for d, _, g in plans]
+    exact = counter.counts(rendered)
+
+    out: list[list[Chunk]] = [[] for _ in texts]
+    for (d, path, group), body, n in zip(plans, rendered, exact, strict=True):
+        text = texts[d]
+        if n <= max_tokens:
+            out[d].append(Chunk(body, n, list(path), group[0].start, group[-1].end))
+        else:
+            out[d].extend(_refit(text, path, group, max_tokens, n, counter))
+    return out
+
+
+def _refit(text: str, path: list[str], group: list[_Unit], max_tokens: int, actual: int,
+           counter: TokenCounter) -> list[Chunk]:
+    """Pack an over-limit chunk again with a tighter budget until every piece fits."""
+    budget = max_tokens
+    excess = actual - max_tokens
+    for _ in range(32):
+        budget = max(1, budget - max(excess, 1))
+        units: list[_Unit] = []
+        for u in group:
+            units.extend(_split(text, u, budget, counter) if u.tokens > budget else [u])
+        groups = _Packer(text, counter, budget, 0).pack(units)
+        bodies = [_render(text, g) for g in groups]
+        counts = counter.counts(bodies)
+        worst = max(counts)
+        if worst <= max_tokens:
+            return [Chunk(b, n, list(path), g[0].start, g[-1].end)
+                    for g, b, n in zip(groups, bodies, counts, strict=True)]
+        excess = worst - max_tokens
+    raise RuntimeError(f"could not fit a chunk into {max_tokens} tokens")  # pragma: no cover
