@@ -56,7 +56,9 @@ class ChunkingConfig(_Strict):
 class HygieneConfig(_Strict):
     scrub_secrets: bool = True
     scrub_emails: bool = True
-    near_duplicate_threshold: float = Field(0.85, gt=0.0, le=1.0)
+    scrub_phone_numbers: bool = True
+    strip_boilerplate: bool = True  # lines repeated across a source's documents, nav and footer noise
+    near_duplicate_threshold: float = Field(0.85, gt=0.0, le=1.0)  # 1.0: exact duplicates only
 
 
 class TrainingConfig(_Strict):
