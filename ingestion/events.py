@@ -11,14 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.base import Failure
+from connectors.webhook.connector import WebhookSettings
+from connectors.webhook.payload import PayloadError, parse_json, records_from_body
 from connectors.webhook.records import records_from_payload
 from db import models
 from db.base import utcnow
@@ -70,7 +74,20 @@ def store_event(ctx: Context, source_name: str, delivery_id: str, body: str, *, 
 
 
 def process_event(ctx: Context, event_id: int) -> dict[str, Any]:
-    """Turn one stored event into corpus records; a processed event is not processed again."""
+    """Turn one stored event into corpus records; a processed event is not processed again.
+
+    Two workers never process the same event at once (a PostgreSQL advisory lock, released by
+    the server if the worker dies; an in-process lock on SQLite). A worker killed half-way
+    leaves the event pending: processing it again rewrites the same records (upserts are
+    idempotent), so nothing is lost and nothing duplicated.
+    """
+    with _claim(ctx, event_id) as claimed:
+        if not claimed:
+            return {"event": event_id, "status": "in_progress", "skipped": True}
+        return _process_claimed(ctx, event_id)
+
+
+def _process_claimed(ctx: Context, event_id: int) -> dict[str, Any]:
     with ctx.session() as session:
         event = session.get(models.WebhookEvent, event_id)
         if event is None:
@@ -79,7 +96,8 @@ def process_event(ctx: Context, event_id: int) -> dict[str, Any]:
             return {"event": event_id, "status": event.status, "skipped": True}
         source = session.get(models.Source, event.source_id)
         assert source is not None
-        event.attempts += 1
+        event.attempts += 1  # committed now, so an attempt that dies half-way is still counted
+        session.flush()
         session.expunge(event)
         source_name = source.name
         team_name = session.get(models.Team, source.team_id).name  # type: ignore[union-attr]
@@ -87,23 +105,73 @@ def process_event(ctx: Context, event_id: int) -> dict[str, Any]:
     try:
         summary = fn(ctx, event, source_name)
     except EventRejected as exc:
-        _finish(ctx, event_id, "rejected", str(exc), {})
-        return {"event": event_id, "team": team_name, "status": "rejected", "error": str(exc)}
+        lag = _finish(ctx, event_id, "rejected", str(exc), {})
+        return {"event": event_id, "team": team_name, "source": source_name, "status": "rejected",
+                "error": str(exc), "lag_s": lag}
     except Exception as exc:
         log.exception("event %s failed", event_id)
         _finish(ctx, event_id, "failed", f"{type(exc).__name__}: {exc}", {})
         raise
     result = summary.as_dict() if summary else {}
     status = "processed" if summary is None or summary.status == "succeeded" else "failed"
-    _finish(ctx, event_id, status, summary.error if summary else None, result)
-    return {"event": event_id, "team": team_name, **result, "status": status}
+    lag = _finish(ctx, event_id, status, summary.error if summary else None, result)
+    return {"event": event_id, "team": team_name, **result, "source": source_name, "status": status, "lag_s": lag}
 
 
-def _finish(ctx: Context, event_id: int, status: str, error: str | None, result: dict[str, Any]) -> None:
+_LOCK_NAMESPACE = 0x7AC1 << 48  # advisory lock keys of webhook events: namespace + event id
+_local_claims: set[tuple[str, int]] = set()
+_local_lock = threading.Lock()
+
+
+@contextmanager
+def _claim(ctx: Context, event_id: int) -> Iterator[bool]:
+    """Hold the right to process `event_id` (False: someone else is processing it now)."""
+    from db.session import get_engine
+
+    key = (ctx.database_url, event_id)
+    with _local_lock:
+        busy = key in _local_claims
+        _local_claims.add(key)
+    if busy:
+        yield False
+        return
+    try:
+        engine = get_engine(ctx.database_url)
+        if engine.dialect.name != "postgresql":
+            yield True
+            return
+        lock_key = _LOCK_NAMESPACE + event_id
+        got = False
+        conn = engine.connect()
+        try:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key}).scalar())
+            conn.commit()
+            yield got
+        finally:
+            try:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
+                    conn.commit()
+            except Exception:  # a broken connection: closing it releases the lock on the server
+                conn.invalidate()
+            conn.close()
+    finally:
+        with _local_lock:
+            _local_claims.discard(key)
+
+
+def _finish(ctx: Context, event_id: int, status: str, error: str | None, result: dict[str, Any]) -> float | None:
+    """Record the outcome; returns the processing lag (seconds from receipt to now)."""
+    now = utcnow()
     with ctx.session() as session:
         session.execute(update(models.WebhookEvent).where(models.WebhookEvent.id == event_id).values(
-            status=status, error=error, result=_jsonable(result), processed_at=utcnow(),
-            attempts=models.WebhookEvent.attempts + 1))
+            status=status, error=error, result=_jsonable(result), processed_at=now))
+        received = session.scalar(select(models.WebhookEvent.received_at).where(models.WebhookEvent.id == event_id))
+    if received is None:
+        return None
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=now.tzinfo)
+    return max(0.0, (now - received).total_seconds())
 
 
 def _jsonable(value: Any) -> Any:
@@ -112,9 +180,9 @@ def _jsonable(value: Any) -> Any:
 
 def decode_body(event: models.WebhookEvent) -> Any:
     try:
-        return json.loads(event.body)
-    except json.JSONDecodeError as exc:
-        raise EventRejected(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        return parse_json(event.body)
+    except PayloadError as exc:
+        raise EventRejected(str(exc)) from None
 
 
 def _record_format_handler(ctx: Context, event: models.WebhookEvent, source_name: str) -> SyncSummary:
@@ -122,13 +190,29 @@ def _record_format_handler(ctx: Context, event: models.WebhookEvent, source_name
         records: Iterator[Any] = _import_lines(event.body)
     else:
         payload = decode_body(event)
-        mapper = MAPPERS.get("default")
+        mapper = MAPPERS.get(event.channel) or MAPPERS.get("default")
         records = mapper(ctx, source_name, payload) if mapper else records_from_payload(payload)
     return ingest_records(ctx, source_name, records, trigger="import" if event.channel == "import" else "webhook")
 
 
-#: An optional mapping step for generic webhook payloads (JMESPath per source), set by the API module.
+#: channel -> function turning a parsed body into records for a source (the generic webhook
+#: channel maps through the source's JMESPath `mapping`, or reads the record format).
 MAPPERS: dict[str, Callable[[Context, str, Any], Iterator[Any]]] = {}
+
+
+def webhook_settings(ctx: Context, source_name: str) -> WebhookSettings:
+    return WebhookSettings.model_validate(ctx.config.source(source_name).settings)
+
+
+def webhook_records(ctx: Context, source_name: str, payload: Any) -> Iterator[Any]:
+    """Records of a generic webhook body, all or nothing (as validated when it was accepted)."""
+    try:
+        return iter(records_from_body(payload, webhook_settings(ctx, source_name).compiled_mapping))
+    except PayloadError as exc:
+        raise EventRejected(str(exc)) from None
+
+
+MAPPERS["webhook"] = webhook_records
 
 
 def _import_lines(body: str) -> Iterator[Any]:

@@ -33,8 +33,11 @@ def accept_event(ctx: Context, source: str, delivery_id: str, body: str, *, chan
 
     event_id, created = store_event(ctx, source, delivery_id, body, channel=channel, headers=headers)
     if created:
+        # The app sets `ctx.dispatch_event` (a Celery send on Redis; its own background worker in
+        # the embedded memory:// mode, where a Celery send would process inside the request).
+        dispatch = getattr(ctx, "dispatch_event", None) or process_event.delay
         try:
-            process_event.delay(event_id)
+            dispatch(event_id)
         except Exception:  # broker down: the event is stored; workers replay pending events on start
             import logging
 
