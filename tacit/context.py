@@ -159,6 +159,8 @@ def _unsealed_differs(box: SecretBox, stored: dict, settings: dict) -> bool:  # 
 def _unseal(box: SecretBox, value):  # type: ignore[no-untyped-def]
     if isinstance(value, dict):
         return {k: _unseal(box, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unseal(box, v) for v in value]
     if isinstance(value, str):
         return box.decrypt(value)
     return value

@@ -58,6 +58,8 @@ class SecretBox:
     def _seal_value(self, key: str, value: Any) -> Any:
         if isinstance(value, dict):
             return self.seal(value)
+        if isinstance(value, list):  # several secrets under one key (e.g. webhook keys while rotating)
+            return [self._seal_value(key, v) for v in value]
         if isinstance(value, str) and SECRET_KEYS.search(key) and value and not value.startswith(_MARK):
             return self.encrypt(value)
         return value
