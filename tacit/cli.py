@@ -291,7 +291,7 @@ def process(team: Annotated[str | None, typer.Option("--team", help="Only this t
     for name in teams:
         ctx.config.team(name)
         with progress_bar(f"processing {name}") as update:
-            result = pipeline.process_team(ctx, name, progress=lambda d, u=update: u(**d))
+            result = pipeline.process_team(ctx, name, progress=update)
         out.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "team"))
 
 
