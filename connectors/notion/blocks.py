@@ -1,0 +1,250 @@
+"""A page's block tree, read completely, and rendered as Markdown that keeps headings.
+
+Reading (https://developers.notion.com/reference/get-block-children): children come 100 at a
+time (`start_cursor`/`next_cursor`), and every block with `has_children` needs its own calls, at
+any depth. Child pages and child databases are not descended into: they are documents of their
+own. A synced-block copy (`synced_from`) shows its original's children; originals may be
+referenced from many pages and copies can form cycles, so the walk remembers the path it is on
+and reuses a finished original instead of reading it again.
+
+Rendering: the page title is `#`, Notion's heading_1..3 become `##`..`####`; lists keep their
+nesting and to-do check state, tables become Markdown tables, code keeps its language,
+equations are `$$…$$` (inline `$…$`), media, bookmarks and embeds become links with their
+captions. A block type this module does not know is skipped and counted, never an error.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from connectors.notion.client import NotionApi
+from connectors.notion.richtext import PayloadError, markdown, plain
+
+#: Blocks with nothing worth keeping as text (navigation aids).
+SILENT = frozenset({"breadcrumb", "table_of_contents"})
+MEDIA = frozenset({"image", "video", "audio", "file", "pdf"})
+LINKS = frozenset({"bookmark", "embed", "link_preview"})
+CONTAINERS = frozenset({"column_list", "column", "synced_block"})
+
+
+@dataclass
+class Node:
+    block: dict[str, Any]
+    children: list[Node] = field(default_factory=list)
+    cycle: bool = False
+
+    @property
+    def type(self) -> str:
+        return self.block["type"]
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        value = self.block.get(self.type)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise PayloadError(f"block {self.block.get('id')}: `{self.type}` should be an object")
+        return value
+
+
+class TreeReader:
+    """Reads block trees; finished synced originals are shared between the pages of one sync."""
+
+    def __init__(self, api: NotionApi, max_depth: int = 40) -> None:
+        self.api = api
+        self.max_depth = max_depth
+        self._originals: dict[str, list[Node]] = {}
+        #: child page id -> the page whose tree holds it (a page's parent may be a block).
+        self.holders: dict[str, str] = {}
+
+    def read(self, page_id: str) -> list[Node]:
+        nodes, _ = self._children(page_id, (page_id,), page_id)
+        return nodes
+
+    def _children(self, block_id: str, path: tuple[str, ...], page_id: str) -> tuple[list[Node], bool]:
+        nodes: list[Node] = []
+        complete = True
+        for block in self.api.children(block_id):
+            if not isinstance(block, dict) or not isinstance(block.get("type"), str) or "id" not in block:
+                raise PayloadError(f"an unexpected block in the children of {block_id}")
+            node = Node(block)
+            kind = node.type
+            if kind in ("child_page", "child_database"):
+                self.holders[block["id"]] = page_id
+            elif block.get("has_children"):
+                source = block["id"]
+                if kind == "synced_block":
+                    origin = node.payload.get("synced_from")
+                    if isinstance(origin, dict) and origin.get("block_id"):
+                        source = origin["block_id"]
+                if source in self._originals:
+                    node.children = self._originals[source]
+                elif source in path or len(path) > self.max_depth:
+                    node.cycle = True
+                    complete = False
+                else:
+                    node.children, done = self._children(source, (*path, source), page_id)
+                    complete = complete and done
+                    # Only a subtree read to the end is the same wherever it is shown.
+                    if kind == "synced_block" and done:
+                        self._originals[source] = node.children
+            nodes.append(node)
+        return nodes, complete
+
+
+# --------------------------------------------------------------------------- rendering
+class Renderer:
+    """Turns a block tree into Markdown; `skipped` counts the block types it did not render."""
+
+    def __init__(self, page_title: Callable[[str], str] | None = None) -> None:
+        self.page_title = page_title or (lambda _id: "")
+        self.skipped: Counter[str] = Counter()
+        self.blocks = 0
+
+    def render(self, nodes: list[Node]) -> str:
+        parts: list[tuple[bool, str]] = []
+        number = 0
+        for node in nodes:
+            number = number + 1 if node.type == "numbered_list_item" else 0
+            self.blocks += 1
+            text = self._one(node, number)
+            if text:
+                parts.append((node.type in _LIST_TYPES, text))
+        out = ""
+        for i, (is_item, text) in enumerate(parts):
+            if i:
+                out += "\n" if is_item and parts[i - 1][0] else "\n\n"
+            out += text
+        return out
+
+    def _with_children(self, head: str, node: Node, indent: int = 0) -> str:
+        body = self.render(node.children) if node.children else ""
+        if not body:
+            return head
+        if indent:
+            body = _indent(body, indent)
+            return f"{head}\n{body}" if head else body
+        return f"{head}\n\n{body}" if head else body
+
+    def _one(self, node: Node, number: int) -> str:
+        kind, data = node.type, node.payload
+        if node.cycle:
+            self.skipped["synced_block_cycle" if kind == "synced_block" else "nesting_too_deep"] += 1
+            return ""
+        if kind == "paragraph":
+            return self._with_children(markdown(data.get("rich_text")), node)
+        if kind in ("heading_1", "heading_2", "heading_3"):
+            level = int(kind[-1]) + 1
+            text = markdown(data.get("rich_text"))
+            return self._with_children(f"{'#' * level} {text}" if text else "", node)
+        if kind == "bulleted_list_item":
+            return self._with_children(f"- {markdown(data.get('rich_text'))}", node, indent=2)
+        if kind == "numbered_list_item":
+            marker = f"{number}. "
+            return self._with_children(f"{marker}{markdown(data.get('rich_text'))}", node, indent=len(marker))
+        if kind == "to_do":
+            box = "[x]" if data.get("checked") else "[ ]"
+            return self._with_children(f"- {box} {markdown(data.get('rich_text'))}", node, indent=2)
+        if kind == "toggle":
+            return self._with_children(f"- {markdown(data.get('rich_text'))}", node, indent=2)
+        if kind in ("quote", "callout"):
+            head = markdown(data.get("rich_text"))
+            icon = data.get("icon") or {}
+            if kind == "callout" and isinstance(icon, dict) and icon.get("emoji"):
+                head = f"{icon['emoji']} {head}"
+            return _quote(self._with_children(head, node))
+        if kind == "code":
+            language = str(data.get("language") or "")
+            language = "" if language == "plain text" else language.replace(" ", "-")
+            text = f"```{language}\n{plain(data.get('rich_text'))}\n```"
+            caption = markdown(data.get("caption"))
+            return f"{text}\n{caption}" if caption else text
+        if kind == "equation":
+            return f"$$\n{data.get('expression', '')}\n$$"
+        if kind == "divider":
+            return "---"
+        if kind == "table":
+            return self._table(node)
+        if kind in MEDIA:
+            url = file_url(data)
+            caption = markdown(data.get("caption"))
+            if kind == "image":
+                return f"![{caption}]({url})" if url else caption
+            label = caption or str(data.get("name") or "") or url.rsplit("/", 1)[-1]
+            return f"[{label}]({url})" if url else label
+        if kind in LINKS:
+            url = str(data.get("url") or "")
+            label = markdown(data.get("caption")) or url
+            return f"[{label}]({url})" if url else label
+        if kind in ("child_page", "child_database"):
+            title = str(data.get("title") or "Untitled")
+            return f"[{title}]({notion_url(node.block['id'])})"
+        if kind == "link_to_page":
+            target = data.get(data.get("type", ""), "")
+            if not isinstance(target, str) or not target:
+                return ""
+            return f"[{self.page_title(target) or 'Linked page'}]({notion_url(target)})"
+        if kind in CONTAINERS:
+            return self.render(node.children)
+        if kind == "template":
+            return self._with_children(markdown(data.get("rich_text")), node)
+        if kind in SILENT:
+            return ""
+        self.blocks -= 1
+        self.skipped[kind] += 1
+        return ""
+
+    def _table(self, node: Node) -> str:
+        rows: list[list[str]] = []
+        for child in node.children:
+            if child.type != "table_row":
+                continue
+            cells = child.payload.get("cells") or []
+            if not isinstance(cells, list):
+                raise PayloadError("table_row.cells should be a list")
+            rows.append([_cell(markdown(cell)) for cell in cells])
+        if not rows:
+            return ""
+        width = max(len(r) for r in rows)
+        rows = [r + [""] * (width - len(r)) for r in rows]
+        # Markdown needs a header row; Notion's first row is one whether or not it is styled so.
+        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join(["---"] * width) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+        return "\n".join(lines)
+
+
+_LIST_TYPES = frozenset({"bulleted_list_item", "numbered_list_item", "to_do", "toggle"})
+
+
+def _indent(text: str, width: int) -> str:
+    pad = " " * width
+    return "\n".join(pad + line if line else line for line in text.split("\n"))
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" if line else ">" for line in text.split("\n"))
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def notion_url(object_id: str) -> str:
+    return f"https://www.notion.so/{object_id.replace('-', '')}"
+
+
+def file_url(data: dict[str, Any]) -> str:
+    """A file object's URL. Notion-hosted files have signed URLs that expire within the hour: the
+    signature is dropped so the text (and its hash) does not change on every read.
+    https://developers.notion.com/reference/file-object"""
+    kind = data.get("type")
+    inner = data.get(kind) if isinstance(kind, str) else None
+    url = str((inner or {}).get("url") or "") if isinstance(inner, dict) else ""
+    if kind == "file" and url:
+        parts = urlsplit(url)
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return url

@@ -1,0 +1,42 @@
+"""Contract-suite harness for the Notion connector: the sandbox workspace over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from connectors.sandbox.notion import TEAMSPACES, NotionSandbox
+
+#: Fast enough for the suite, slow enough that a sync can be killed in the middle (~500 requests).
+RATE = 250.0
+
+
+class NotionHarness:
+    kind = "notion"
+
+    def __init__(self, sandbox: NotionSandbox) -> None:
+        self.sandbox = sandbox
+
+    def source_block(self, name: str, team: str) -> str:
+        spaces = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in TEAMSPACES.items())
+        return (
+            f'[[sources]]\nname = "{name}"\nkind = "notion"\nteam = "{team}"\n'
+            f'token = "{self.sandbox.token}"\nbase_url = "{self.sandbox.url}"\n'
+            f'rate_limit = {RATE}\ncomments = "blocks"\nteamspaces = {{ {spaces} }}\n\n'
+        )
+
+    def inject(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
+        self.sandbox.inject(status, count, retry_after)
+
+    def expected_ids(self) -> set[str]:
+        return self.sandbox.expected_ids("blocks")
+
+    def requests_served(self) -> int:
+        return self.sandbox.request_count
+
+
+@contextmanager
+def harness() -> Iterator[NotionHarness]:
+    with NotionSandbox() as sandbox:
+        yield NotionHarness(sandbox)
