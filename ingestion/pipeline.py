@@ -1,0 +1,537 @@
+"""The processing stage: corpus → chunks → training examples, one team at a time, incrementally.
+
+`process_team(ctx, team)` is what `tacit process` and the Celery task `tacit.process_team`
+(queue `process`) run. It
+
+1. retires the chunks and examples of documents and interactions deleted at their source, and
+   flags every adapter version whose lineage holds one of those examples for a clean retrain;
+2. reads the documents and interactions whose `content_hash` differs from `processed_hash`
+   and that feed this team (`ingestion.routing`), in pages of ids, so memory does not grow
+   with the corpus; unchanged content is never read, and a second delivery of the same
+   version is a no-op;
+3. cleans them (`ingestion.hygiene`), chunks them with the team's tokenizer
+   (`ingestion.chunking`) and builds examples (`ingestion.examples`, `training.teacher`);
+4. writes each page in one transaction: chunks of the new version, examples upserted by
+   content hash (unchanged examples of a changed document keep their id; the ones it no longer
+   yields are retired), and `processed_hash` set to the hash that was processed. A row changed
+   or locked by another worker meanwhile is left for the next run.
+
+Works the same on SQLite and PostgreSQL (upserts with ON CONFLICT; row locks with SKIP LOCKED
+where the database has them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db import models
+from db.base import utcnow
+from ingestion.chunking import Chunk, chunk_documents, token_counter
+from ingestion.examples import (
+    Draft,
+    InteractionView,
+    chat_from_interaction,
+    cpt_examples,
+    feedback_examples,
+    feedback_turns,
+    prompt_key,
+    rated_pairs,
+    structure_qa,
+)
+from ingestion.hygiene import DuplicateIndex, LineStats, scrub, strip_boilerplate
+from ingestion.routing import TeamRouter
+from tacit.context import Context
+
+log = logging.getLogger(__name__)
+
+PAGE = 64  # records per write transaction
+SCAN = 1000  # ids looked at per query when finding pending records
+WRITE_BATCH = 200
+STATE_KEY = "processing"
+Progress = Callable[..., None]
+
+
+def process_team(ctx: Context, team: str, progress: Progress | None = None) -> dict[str, Any]:
+    """Bring one team's chunks and examples up to date with the corpus; returns counts."""
+    return _TeamRun(ctx, team, progress).run()
+
+
+def _insert(session: Session, table: Any) -> Any:
+    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def _batches(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def flag_adapters(session: Session, example_ids: Sequence[int], reason: str) -> int:
+    """Mark every adapter version trained on any of `example_ids` for a clean retrain."""
+    flagged = 0
+    for batch in _batches(list(example_ids)):
+        adapter_ids = list(session.scalars(
+            select(models.AdapterLineage.adapter_id).where(models.AdapterLineage.example_id.in_(batch)).distinct()))
+        if adapter_ids:
+            res = session.execute(
+                update(models.Adapter)
+                .where(models.Adapter.id.in_(adapter_ids), models.Adapter.needs_clean_retrain.is_(False))
+                .values(needs_clean_retrain=True, flag_reason=reason[:2000])
+                .execution_options(synchronize_session=False))
+            flagged += res.rowcount or 0
+    return flagged
+
+
+def retire_examples(session: Session, ids: Sequence[int], reason: str | None = None) -> tuple[int, int]:
+    """Retire examples; with a reason, flag the adapters that learned them. (retired, flagged)."""
+    if not ids:
+        return 0, 0
+    now = utcnow()
+    for batch in _batches(list(ids)):
+        session.execute(update(models.Example).where(models.Example.id.in_(batch))
+                        .values(retired_at=now).execution_options(synchronize_session=False))
+    return len(ids), (flag_adapters(session, ids, reason) if reason else 0)
+
+
+class _TeamRun:
+    def __init__(self, ctx: Context, team: str, progress: Progress | None) -> None:
+        from training.base_models import load_tokenizer
+
+        self.ctx, self.team, self.progress = ctx, team, progress
+        self.cfg = ctx.config.team(team)
+        with ctx.session() as session:
+            self.team_id = ctx.team_row(session, team).id
+            self.team_ids = dict(session.execute(select(models.Team.name, models.Team.id)).all())
+            sources = session.execute(select(models.Source.id, models.Team.name)
+                                      .join(models.Team, models.Source.team_id == models.Team.id)).all()
+        self.router = TeamRouter(ctx.config, dict(sources))
+        self.tokenizer = load_tokenizer(self.cfg.base_model, ctx.data_dir)
+        self.counter = token_counter(self.tokenizer)
+        self.documents = DuplicateIndex(self.cfg.hygiene.near_duplicate_threshold)
+        self.chunks = DuplicateIndex(1.0)
+        self.lines: dict[int, LineStats] = {}
+        self.stats: Counter[str] = Counter()
+        self.scrubbed: Counter[str] = Counter()
+        self._teacher: Any = None
+        self._teacher_failures = 0
+        self._done = 0
+        self._total: int | None = None
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> dict[str, Any]:
+        self._retire_deleted()
+        if self.progress:
+            self._total = self._count_pending()
+            self._report("processing documents")
+        for ids in self._pending(models.Document):
+            self._documents(ids)
+        self._report("processing interactions")
+        for ids in self._pending(models.Interaction):
+            self._interactions(ids)
+        if self._teacher:
+            self._teacher.close()
+        self.stats["skipped_unchanged"] = self._count_unchanged()
+        self._report("done", final=True)
+        keys = ["documents_processed", "documents_duplicate", "chunks_written", "chunks_retired",
+                "interactions_processed", "examples_written", "examples_retired", "documents_deleted",
+                "interactions_deleted", "adapters_flagged", "skipped_unchanged", "skipped_concurrent"]
+        result: dict[str, Any] = {"team": self.team}
+        result.update({k: self.stats.get(k, 0) for k in keys})
+        for k in ("teacher_examples", "teacher_failures", "boilerplate_lines"):
+            if self.stats.get(k):
+                result[k] = self.stats[k]
+        if +self.scrubbed:
+            result["scrubbed"] = dict(self.scrubbed)
+        return result
+
+    def _report(self, description: str, final: bool = False) -> None:
+        if self.progress:
+            total = self._total if self._total is not None else None
+            completed = total if final and total is not None else self._done
+            self.progress(completed=completed, total=total, description=f"{self.team}: {description}")
+
+    def _pending_filter(self, model: Any) -> Any:
+        return (model.deleted_at.is_(None),
+                or_(model.processed_hash.is_(None), model.processed_hash != model.content_hash))
+
+    def _count_pending(self) -> int:
+        from sqlalchemy import func
+
+        with self.ctx.session() as s:
+            return sum(s.scalar(select(func.count()).select_from(m).where(*self._pending_filter(m))) or 0
+                       for m in (models.Document, models.Interaction))
+
+    def _count_unchanged(self) -> int:
+        from sqlalchemy import func
+
+        with self.ctx.session() as s:
+            total = 0
+            for m in (models.Document, models.Interaction):
+                total += s.scalar(select(func.count()).select_from(m).where(
+                    m.team_id == self.team_id, m.deleted_at.is_(None), m.processed_hash == m.content_hash)) or 0
+        done = self.stats["documents_processed"] + self.stats["interactions_processed"]
+        return max(0, total - done)
+
+    def _pending(self, model: Any) -> Iterator[list[int]]:
+        """Ids of pending records that feed this team, a page at a time (light columns only)."""
+        last = 0
+        is_doc = model is models.Document
+        while True:
+            cols = [model.id, model.source_id, model.acl]
+            if not is_doc:
+                cols.append(model.document_external_id)
+            with self.ctx.session() as s:
+                rows = s.execute(select(*cols).where(*self._pending_filter(model), model.id > last)
+                                 .order_by(model.id).limit(SCAN)).all()
+                if not rows:
+                    return
+                last = rows[-1].id
+                parents = {} if is_doc else self._parent_teams(s, rows)
+            mine = [r.id for r in rows
+                    if self.router.team_for(r.source_id, r.acl,
+                                            None if is_doc else parents.get((r.source_id, r.document_external_id)))
+                    == self.team]
+            self._done += len(rows) - len(mine)
+            for batch in _batches(mine, PAGE):
+                yield list(batch)
+                self._done += len(batch)
+                self._report("processing documents" if is_doc else "processing interactions")
+
+    def _parent_teams(self, s: Session, rows: Sequence[Any]) -> dict[tuple[int, str], str]:
+        """The team of the document each interaction belongs to (same source)."""
+        wanted = {(r.source_id, r.document_external_id) for r in rows if r.document_external_id}
+        out: dict[tuple[int, str], str] = {}
+        by_source: dict[int, list[str]] = {}
+        for source_id, ext in wanted:
+            by_source.setdefault(source_id, []).append(ext)
+        for source_id, exts in by_source.items():
+            for batch in _batches(exts):
+                for d in s.execute(select(models.Document.source_id, models.Document.external_id, models.Document.acl)
+                                   .where(models.Document.source_id == source_id,
+                                          models.Document.external_id.in_(batch))):
+                    out[(d.source_id, d.external_id)] = self.router.team_for(d.source_id, d.acl)
+        return out
+
+    # ------------------------------------------------------------------ deletion
+    def _retire_deleted(self) -> None:
+        """Deleted documents and interactions (any team): their chunks and examples retire and
+        the adapters that learned from them are flagged. `processed_hash` is cleared, so a
+        document that comes back is processed again."""
+        for model, what in ((models.Document, "document"), (models.Interaction, "interaction")):
+            while True:
+                with self.ctx.session() as s:
+                    rows = s.execute(select(model.id, model.external_id, models.Source.name)
+                                     .join(models.Source, models.Source.id == model.source_id)
+                                     .where(model.deleted_at.is_not(None), model.processed_hash.is_not(None))
+                                     .order_by(model.id).limit(500)).all()
+                    if not rows:
+                        break
+                    ids = [r.id for r in rows]
+                    first = rows[0]
+                    more = f" and {len(rows) - 1} more" if len(rows) > 1 else ""
+                    reason = f"{what} {first.name}/{first.external_id}{more} deleted at the source"
+                    if model is models.Document:
+                        cond = models.Example.document_id.in_(ids)
+                        res = s.execute(update(models.Chunk)
+                                        .where(models.Chunk.document_id.in_(ids), models.Chunk.retired_at.is_(None))
+                                        .values(retired_at=utcnow()).execution_options(synchronize_session=False))
+                        self.stats["chunks_retired"] += res.rowcount or 0
+                    else:
+                        cond = or_(models.Example.interaction_id.in_(ids),
+                                   models.Example.origin.in_([f"pair:{i}" for i in ids]))
+                    example_ids = list(s.scalars(select(models.Example.id)
+                                                 .where(cond, models.Example.retired_at.is_(None))))
+                    retired, flagged = retire_examples(s, example_ids, reason)
+                    self.stats["examples_retired"] += retired
+                    self.stats["adapters_flagged"] += flagged
+                    self.stats[f"{what}s_deleted"] += len(ids)
+                    s.execute(update(model).where(model.id.in_(ids)).values(processed_hash=None)
+                              .execution_options(synchronize_session=False))
+
+    # ------------------------------------------------------------------ documents
+    def _line_stats(self, s: Session, source_ids: set[int]) -> None:
+        missing = [i for i in source_ids if i not in self.lines]
+        for source_id, state in s.execute(select(models.Source.id, models.Source.state)
+                                          .where(models.Source.id.in_(missing))) if missing else []:
+            self.lines[source_id] = LineStats.from_state(((state or {}).get(STATE_KEY) or {}).get("lines"))
+
+    def _documents(self, ids: list[int]) -> None:
+        hy = self.cfg.hygiene
+        with self.ctx.session() as s:
+            rows = s.execute(select(models.Document.id, models.Document.source_id, models.Document.title,
+                                    models.Document.text, models.Document.meta, models.Document.version,
+                                    models.Document.content_hash).where(models.Document.id.in_(ids))
+                             .order_by(models.Document.id)).all()
+            if hy.strip_boilerplate:
+                self._line_stats(s, {r.source_id for r in rows})
+        if hy.strip_boilerplate:
+            for r in rows:
+                self.lines[r.source_id].add_document(r.text or "")
+        docs = []
+        for r in rows:
+            text = r.text or ""
+            if hy.strip_boilerplate:
+                text = strip_boilerplate(text, self.lines[r.source_id], self.stats)
+            text = scrub(text, hy, self.scrubbed)
+            title = scrub(r.title or "", hy, self.scrubbed)
+            duplicate = self.documents.check_and_add(text, r.id) if len(text.split()) >= 8 else None
+            docs.append((r, title, "" if duplicate is not None else text, duplicate))
+        chunked = chunk_documents([d[2] for d in docs], tokenizer=self.tokenizer,
+                                  max_tokens=self.cfg.chunking.max_tokens,
+                                  overlap_tokens=self.cfg.chunking.overlap_tokens, counter=self.counter)
+        plans = []
+        for (r, title, text, duplicate), chunks in zip(docs, chunked, strict=True):
+            if duplicate is not None:
+                self.stats["documents_duplicate"] += 1
+                plans.append((r, [], []))
+                continue
+            skip = {i for i, c in enumerate(chunks) if self.chunks.check_and_add(c.text, r.id * 100000 + i) is not None}
+            meta = r.meta or {}
+            drafts = cpt_examples(title, chunks, skip) + structure_qa(title, text, chunks, meta.get("properties"), skip)
+            drafts += self._teach(title, chunks, skip)
+            plans.append((r, chunks, drafts))
+        self._count_tokens([d for _, _, drafts in plans for d in drafts])
+        with self.ctx.session() as s:
+            self._write_documents(s, plans)
+            if hy.strip_boilerplate:
+                self._save_line_stats(s, {r.source_id for r in rows})
+
+    def _teach(self, title: str, chunks: list[Chunk], skip: set[int]) -> list[Draft]:
+        teacher = self._get_teacher()
+        if teacher is None:
+            return []
+        from training.teacher import Passage, TeacherError
+
+        out: list[Draft] = []
+        hy = self.cfg.hygiene
+        for i, chunk in enumerate(chunks):
+            if self._teacher is False:
+                break
+            if i in skip:
+                continue
+            try:
+                reading = teacher.read(Passage(title, chunk.heading_path, chunk.text))
+            except TeacherError as exc:
+                self.stats["teacher_failures"] += 1
+                self._teacher_failures += 1
+                log.warning("teacher failed on a chunk of %r: %s", title, exc)
+                if self._teacher_failures >= 3:
+                    log.warning("teacher failed 3 times in a row; going on without it for this run")
+                    self._teacher = False
+                continue
+            self._teacher_failures = 0
+            for q, a in reading.qa:
+                out.append(Draft("qa", {"question": scrub(q, hy), "answer": scrub(a, hy)}, "teacher", chunk=i))
+            for statement in reading.statements:
+                out.append(Draft("cpt", {"text": scrub(statement, hy)}, "teacher", chunk=i))
+        self.stats["teacher_examples"] += len(out)
+        return out
+
+    def _get_teacher(self) -> Any:
+        if self._teacher is None:
+            from training.teacher import TeacherError, make_teacher
+
+            try:
+                self._teacher = make_teacher(self.cfg.training, self.cfg.base_model, self.ctx.data_dir) or False
+            except TeacherError as exc:
+                log.warning("team %s: %s", self.team, exc)
+                self.stats["teacher_failures"] += 1
+                self._teacher = False
+        return self._teacher or None
+
+    def _count_tokens(self, drafts: list[Draft]) -> None:
+        for d, n in zip(drafts, self.counter.counts([d.text() for d in drafts]), strict=True):
+            d.tokens = n
+
+    def _lock(self, s: Session, model: Any, ids: list[int]) -> dict[int, Any]:
+        stmt = select(model.id, model.content_hash, model.processed_hash).where(model.id.in_(ids))
+        if s.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        return {r.id: r for r in s.execute(stmt)}
+
+    def _write_documents(self, s: Session, plans: list[tuple[Any, list[Chunk], list[Draft]]]) -> None:
+        locked = self._lock(s, models.Document, [r.id for r, _, _ in plans])
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        done: list[tuple[int, str]] = []
+        for r, chunks, drafts in plans:
+            cur = locked.get(r.id)
+            if cur is None or cur.content_hash != r.content_hash or cur.processed_hash == r.content_hash:
+                self.stats["skipped_concurrent"] += 1
+                continue
+            res = s.execute(update(models.Chunk).where(models.Chunk.document_id == r.id,
+                                                       models.Chunk.document_version != r.version,
+                                                       models.Chunk.retired_at.is_(None))
+                            .values(retired_at=now).execution_options(synchronize_session=False))
+            self.stats["chunks_retired"] += res.rowcount or 0
+            chunk_ids: dict[int, int] = {}
+            if chunks:
+                values = [{"document_id": r.id, "team_id": self.team_id, "document_version": r.version,
+                           "ordinal": i, "text": c.text, "token_count": c.token_count,
+                           "heading_path": c.heading_path, "content_hash": _sha(c.text), "created_at": now}
+                          for i, c in enumerate(chunks)]
+                for batch in _batches(values, WRITE_BATCH):
+                    stmt = _insert(s, models.Chunk.__table__).values(list(batch)).on_conflict_do_nothing(
+                        index_elements=["document_id", "document_version", "ordinal"]).returning(models.Chunk.id)
+                    self.stats["chunks_written"] += len(s.scalars(stmt).all())
+                chunk_ids = dict(s.execute(select(models.Chunk.ordinal, models.Chunk.id).where(
+                    models.Chunk.document_id == r.id, models.Chunk.document_version == r.version)).all())
+            for d in drafts:
+                rows.append(self._row(d, chunk_id=chunk_ids.get(d.chunk) if d.chunk is not None else None,
+                                      document_id=r.id))
+            done.append((r.id, r.content_hash))
+            self.stats["documents_processed"] += 1
+        self._replace(s, models.Example.document_id.in_([i for i, _ in done]), rows, "document")
+        for doc_id, content_hash in done:
+            s.execute(update(models.Document).where(models.Document.id == doc_id)
+                      .values(processed_hash=content_hash, team_id=self.team_id)
+                      .execution_options(synchronize_session=False))
+
+    def _save_line_stats(self, s: Session, source_ids: set[int]) -> None:
+        stmt = select(models.Source).where(models.Source.id.in_(source_ids))
+        if s.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        for source in s.scalars(stmt):
+            state = dict(source.state or {})
+            mine = dict(state.get(STATE_KEY) or {})
+            mine["lines"] = self.lines[source.id].to_state()
+            state[STATE_KEY] = mine
+            source.state = state
+
+    # ------------------------------------------------------------------ examples
+    def _row(self, d: Draft, *, chunk_id: int | None = None, document_id: int | None = None) -> dict[str, Any]:
+        return {"team_id": self.team_id, "kind": d.kind, "payload": d.payload, "content_hash": d.content_hash,
+                "origin": d.origin, "token_count": d.tokens, "chunk_id": chunk_id, "document_id": document_id,
+                "interaction_id": d.interaction_id, "created_at": utcnow()}
+
+    def _upsert_examples(self, s: Session, rows: list[dict[str, Any]]) -> set[int]:
+        """Insert new examples; an identical retired one comes back (with new provenance), and a
+        live one of the same record is kept with its id. Returns the ids written or kept."""
+        unique = list({r["content_hash"]: r for r in reversed(rows)}.values())[::-1]
+        kept: set[int] = set()
+        table = models.Example.__table__
+        for batch in _batches(unique, WRITE_BATCH):
+            stmt = _insert(s, table).values(list(batch))
+            ex = stmt.excluded
+            same_record = or_(table.c.retired_at.is_not(None), table.c.document_id == ex.document_id,
+                              table.c.interaction_id == ex.interaction_id)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["team_id", "content_hash"],
+                set_={"retired_at": None, "chunk_id": ex.chunk_id, "document_id": ex.document_id,
+                      "interaction_id": ex.interaction_id, "origin": ex.origin, "token_count": ex.token_count},
+                where=same_record,
+            ).returning(table.c.id)
+            kept.update(s.scalars(stmt))
+        return kept
+
+    def _live(self, s: Session, cond: Any) -> dict[int, int]:
+        """Live examples matching `cond`: id → team id."""
+        return dict(s.execute(select(models.Example.id, models.Example.team_id)
+                              .where(cond, models.Example.retired_at.is_(None))).all())
+
+    def _replace(self, s: Session, cond: Any, rows: list[dict[str, Any]], what: str) -> None:
+        """Upsert the examples the records just processed yield and retire the ones (matching
+        `cond`) they no longer yield. An example that fed another team before (the record's ACL
+        moved it) also flags that team's adapters, as a deletion would."""
+        before = self._live(s, cond)
+        kept = self._upsert_examples(s, rows)
+        self.stats["examples_written"] += len(kept - before.keys())
+        stale = [i for i in before if i not in kept]
+        moved = [i for i in stale if before[i] != self.team_id]
+        retire_examples(s, [i for i in stale if before[i] == self.team_id])
+        if moved:
+            _, flagged = retire_examples(s, moved, f"a {what} these examples came from now feeds team {self.team}")
+            self.stats["adapters_flagged"] += flagged
+        self.stats["examples_retired"] += len(stale)
+
+    # ------------------------------------------------------------------ interactions
+    def _views(self, s: Session, rows: Sequence[Any], *, tally: bool = True) -> list[InteractionView]:
+        hy = self.cfg.hygiene
+        titles: dict[tuple[int, str], str] = {}
+        wanted = [(r.source_id, r.document_external_id) for r in rows if r.document_external_id]
+        for source_id in {w[0] for w in wanted}:
+            exts = [e for sid, e in wanted if sid == source_id]
+            for batch in _batches(exts):
+                for d in s.execute(select(models.Document.external_id, models.Document.title)
+                                   .where(models.Document.source_id == source_id,
+                                          models.Document.external_id.in_(batch))):
+                    titles[(source_id, d.external_id)] = scrub(d.title or "", hy)
+        views = []
+        counts = self.scrubbed if tally else None
+        for r in rows:
+            messages = [dict(m, text=scrub(str(m.get("text") or ""), hy, counts)) for m in r.messages or []]
+            views.append(InteractionView(r.id, r.kind, messages, r.rating,
+                                         scrub(r.correction, hy, counts) if r.correction else None,
+                                         r.meta or {}, titles.get((r.source_id, r.document_external_id or ""))))
+        return views
+
+    def _interactions(self, ids: list[int]) -> None:
+        It = models.Interaction
+        cols = (It.id, It.source_id, It.kind, It.messages, It.rating, It.correction, It.meta, It.content_hash,
+                It.document_external_id, It.acl)
+        with self.ctx.session() as s:
+            rows = s.execute(select(*cols).where(It.id.in_(ids)).order_by(It.id)).all()
+            views = self._views(s, rows)
+            feedback = [v for v in views if v.kind == "feedback" and v.rating is not None]
+            others = self._rated_feedback(s, cols, {v.id for v in views}, feedback) if feedback else []
+        drafts: list[Draft] = []
+        for v in views:
+            if v.kind == "feedback":
+                drafts += feedback_examples(v)
+            else:
+                draft = chat_from_interaction(v)
+                if draft is not None:
+                    drafts.append(draft)
+        drafts += rated_pairs(feedback, others)
+        self._count_tokens(drafts)
+        with self.ctx.session() as s:
+            locked = self._lock(s, It, ids)
+            done = []
+            for r in rows:
+                cur = locked.get(r.id)
+                if cur is None or cur.content_hash != r.content_hash or cur.processed_hash == r.content_hash:
+                    self.stats["skipped_concurrent"] += 1
+                    continue
+                done.append((r.id, r.content_hash))
+            ok = {i for i, _ in done}
+            rows_out = [self._row(d) for d in drafts if d.interaction_id in ok or d.pair_id in ok]
+            self._replace(s, or_(models.Example.interaction_id.in_(list(ok)),
+                                 models.Example.origin.in_([f"pair:{i}" for i in ok])), rows_out, "interaction")
+            for iid, content_hash in done:
+                s.execute(update(It).where(It.id == iid).values(processed_hash=content_hash, team_id=self.team_id)
+                          .execution_options(synchronize_session=False))
+            self.stats["interactions_processed"] += len(done)
+
+    def _rated_feedback(self, s: Session, cols: Any, exclude: set[int],
+                        new: list[InteractionView]) -> list[InteractionView]:
+        """Other live, rated feedback of this team asking the same prompts as `new`."""
+        keys = {prompt_key(t[0]) for v in new if (t := feedback_turns(v))}
+        It = models.Interaction
+        out: list[InteractionView] = []
+        last = 0
+        while True:
+            rows = s.execute(select(*cols).where(It.kind == "feedback", It.deleted_at.is_(None), It.rating.is_not(None),
+                                                 It.id > last).order_by(It.id).limit(SCAN)).all()
+            if not rows:
+                return out
+            last = rows[-1].id
+            parents = self._parent_teams(s, rows)
+            candidates = [r for r in rows if r.id not in exclude
+                          and self.router.team_for(r.source_id, r.acl,
+                                                   parents.get((r.source_id, r.document_external_id))) == self.team]
+            for v in self._views(s, candidates, tally=False):
+                turns = feedback_turns(v)
+                if turns and prompt_key(turns[0]) in keys:
+                    out.append(v)
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()

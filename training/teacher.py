@@ -1,0 +1,194 @@
+"""Synthetic question–answer pairs and restatements from a teacher model.
+
+Knowledge enters a model's weights when each fact is seen many times in many wordings
+(Ovadia et al. 2024; EntiGraph, Yang et al. 2024; Active Reading, Lin et al. 2025). A teacher
+reads a passage and writes (1) questions a colleague would ask, answered from the passage,
+(2) paraphrases of what it states, and (3) entity–relation statements linking the things it
+names, in the manner of EntiGraph. Which teacher is set per team (`[teams.training] teacher`):
+
+* `none` — no teacher; examples come from the documents' structure only;
+* `self` — the team's own base model, with `transformers`' `generate` (greedy, bounded);
+* an `http(s)://…` base URL of an OpenAI-compatible server (`POST {base}/chat/completions`),
+  with `teacher_model` and `teacher_api_key`.
+
+Every call is bounded (questions per passage, tokens, a timeout); a teacher that fails raises
+`TeacherError` and the caller goes on without it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+QUESTIONS_PER_PASSAGE = 3
+STATEMENTS_PER_PASSAGE = 3
+MAX_PASSAGE_CHARS = 6000
+
+
+class TeacherError(RuntimeError):
+    """The teacher could not be reached or answered something unusable."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    title: str
+    heading_path: list[str]
+    text: str
+
+    def render(self) -> str:
+        where = " > ".join([self.title, *[h for h in self.heading_path if h != self.title]])
+        return f"{where}\n\n{self.text[:MAX_PASSAGE_CHARS]}"
+
+
+@dataclass
+class Reading:
+    """What a teacher made of one passage."""
+
+    qa: list[tuple[str, str]] = field(default_factory=list)
+    statements: list[str] = field(default_factory=list)  # paraphrases and entity relations
+
+
+class Teacher(Protocol):
+    name: str
+
+    def read(self, passage: Passage) -> Reading: ...
+
+
+SYSTEM = (
+    "You help a team turn its internal documents into study material. Read the passage and answer "
+    "with one JSON object and nothing else: "
+    '{"questions": [{"question": "...", "answer": "..."}], "paraphrases": ["..."], "relations": ["..."]}. '
+    f"Write up to {QUESTIONS_PER_PASSAGE} questions a colleague would ask whose answers are stated in the "
+    "passage (answers in full sentences, only from the passage); up to "
+    f"{STATEMENTS_PER_PASSAGE} paraphrases restating its facts in other words; and up to "
+    f"{STATEMENTS_PER_PASSAGE} short statements of how two things named in it relate. "
+    "Never invent facts."
+)
+
+
+def parse_reading(content: str) -> Reading:
+    """A `Reading` from a model's reply: the first JSON object in it (code fences allowed)."""
+    start = content.find("{")
+    end = content.rfind("}")
+    if start == -1 or end <= start:
+        raise TeacherError("the teacher's reply holds no JSON object")
+    try:
+        data = json.loads(content[start:end + 1])
+    except json.JSONDecodeError as exc:
+        raise TeacherError(f"the teacher's reply is not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise TeacherError("the teacher's reply is not a JSON object")
+    reading = Reading()
+    for item in data.get("questions") or []:
+        if isinstance(item, dict):
+            q, a = str(item.get("question") or "").strip(), str(item.get("answer") or "").strip()
+            if q and a:
+                reading.qa.append((q, a))
+    for key in ("paraphrases", "relations"):
+        for item in data.get(key) or []:
+            if isinstance(item, str) and item.strip():
+                reading.statements.append(item.strip())
+    reading.qa = reading.qa[:QUESTIONS_PER_PASSAGE]
+    reading.statements = reading.statements[: 2 * STATEMENTS_PER_PASSAGE]
+    return reading
+
+
+class OpenAITeacher:
+    """A teacher behind an OpenAI-compatible chat-completions endpoint."""
+
+    def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None, *,
+                 timeout: float = 120.0, client: httpx.Client | None = None) -> None:
+        self.name = f"openai:{model or 'default'}"
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model or "default"
+        headers = {"Content-Type": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.client = client or httpx.Client(timeout=timeout, headers=headers)
+
+    def read(self, passage: Passage) -> Reading:
+        body = {"model": self.model, "temperature": 0.3, "max_tokens": 800,
+                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": passage.render()}]}
+        try:
+            response = self.client.post(self.url, json=body)
+        except httpx.HTTPError as exc:
+            raise TeacherError(f"teacher request failed: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise TeacherError(f"teacher answered HTTP {response.status_code}: {response.text[:200]}")
+        try:
+            content = response.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise TeacherError("teacher reply is not a chat completion") from None
+        return parse_reading(str(content or ""))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+_QUESTION = re.compile(r"^\W*(?:q(?:uestion)?\s*\d*\s*[:.)-]\s*)?(.{8,200}?\?)", re.I)
+
+
+class SelfTeacher:
+    """The team's own base model asks questions about a passage; the passage is the answer.
+
+    A small model cannot be trusted to answer, so only its questions are used, each paired
+    with the passage it was asked about (grounded by construction).
+    """
+
+    def __init__(self, base_model: str, data_dir: Path | None = None, *, max_new_tokens: int = 48) -> None:
+        from training.base_models import load_model, load_tokenizer
+
+        self.name = f"self:{base_model}"
+        self.tokenizer = load_tokenizer(base_model, data_dir)
+        self.model = load_model(base_model, data_dir)
+        self.model.eval()
+        self.max_new_tokens = max_new_tokens
+
+    def _prompt(self, passage: Passage) -> str:
+        instruction = ("Write one question that this passage answers. Reply with the question only.\n\n"
+                       + passage.render()[:2000])
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": instruction}],
+                                                      tokenize=False, add_generation_prompt=True)
+        return instruction + "\n\nQuestion:"
+
+    def read(self, passage: Passage) -> Reading:
+        import torch
+
+        inputs = self.tokenizer(self._prompt(passage), return_tensors="pt", add_special_tokens=False)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        with torch.no_grad():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      num_beams=1, pad_token_id=pad)
+        generated = self.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        reading = Reading()
+        for line in generated.splitlines():
+            m = _QUESTION.match(line.strip())
+            if m and len(m.group(1).split()) >= 3:
+                reading.qa.append((m.group(1).strip(), passage.text.strip()))
+                break
+        return reading
+
+    def close(self) -> None:
+        pass
+
+
+def make_teacher(training: Any, base_model: str, data_dir: Path | None = None) -> Teacher | None:
+    """The teacher a team's training configuration names, or None for `none`."""
+    spec = (training.teacher or "none").strip()
+    if spec == "none":
+        return None
+    if spec == "self":
+        return SelfTeacher(base_model, data_dir)
+    if spec.startswith(("http://", "https://")):
+        key = training.teacher_api_key.get_secret_value() if training.teacher_api_key else None
+        return OpenAITeacher(spec, training.teacher_model, key)
+    raise TeacherError(f"unknown teacher {spec!r} (use none, self or an http(s):// base URL)")
