@@ -8,11 +8,13 @@ upserts (`ingestion.store`) make the replay harmless: nothing is lost, nothing d
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from connectors.base import (
     AuthError,
@@ -34,6 +36,9 @@ from tacit.context import Context
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+DB_ATTEMPTS = 8
+COUNTERS = ("documents_written", "documents_unchanged", "interactions_written", "interactions_unchanged",
+            "tombstones", "failures", "requests")
 Progress = Callable[["SyncSummary"], None]
 
 
@@ -111,38 +116,49 @@ class _Writer:
 
     def flush(self, checkpoint: Checkpoint | None = None, *, requests: int | None = None,
               final_status: str | None = None, error: str | None = None) -> None:
+        """Write the buffered records, the run's counters and `checkpoint` in one transaction.
+
+        A lost database connection (a restarted PostgreSQL, a locked SQLite file) is retried with
+        backoff: the batch is still in memory and the transaction wrote nothing, so the sync goes on.
+        """
+        totals = retry_db(lambda: self._write(checkpoint, requests, final_status, error))
         s = self.summary
+        for key, value in totals.items():
+            if key.startswith("written_"):
+                getattr(s, key).extend(value)
+            else:
+                setattr(s, key, value)
+        self.docs, self.interactions, self.tombstones, self.failures = [], [], [], []
+        if self.progress:
+            self.progress(s)
+
+    def _write(self, checkpoint: Checkpoint | None, requests: int | None, final_status: str | None,
+               error: str | None) -> dict[str, Any]:
+        s = self.summary
+        t: dict[str, Any] = {k: getattr(s, k) for k in COUNTERS}
         with self.ctx.session() as session:
             # A tombstone and a document for the same id in one batch: the later one wins.
-            if self.tombstones and self.docs:
+            docs = self.docs
+            if self.tombstones and docs:
                 gone = set(self.tombstones)
-                self.docs = [d for d in self.docs if d.external_id not in gone]
-            res = store.upsert_documents(session, self.source_id, self.team_id, self.docs)
-            s.documents_written += res.written
-            s.documents_unchanged += res.unchanged
-            s.written_document_ids.extend(res.written_ids or [])
+                docs = [d for d in docs if d.external_id not in gone]
+            res = store.upsert_documents(session, self.source_id, self.team_id, docs)
+            t["documents_written"] += res.written
+            t["documents_unchanged"] += res.unchanged
+            t["written_document_ids"] = list(res.written_ids or [])
             res = store.upsert_interactions(session, self.source_id, self.team_id, self.interactions)
-            s.interactions_written += res.written
-            s.interactions_unchanged += res.unchanged
-            s.written_interaction_ids.extend(res.written_ids or [])
-            s.tombstones += store.tombstone(session, self.source_id, self.tombstones)
+            t["interactions_written"] += res.written
+            t["interactions_unchanged"] += res.unchanged
+            t["written_interaction_ids"] = list(res.written_ids or [])
+            t["tombstones"] += store.tombstone(session, self.source_id, self.tombstones)
             for failure in self.failures:
                 session.add(models.ItemFailure(sync_run_id=self.run_id, external_id=failure.external_id,
                                                message=failure.message[:4000], retryable=failure.retryable))
-            s.failures += len(self.failures)
+            t["failures"] += len(self.failures)
             if requests is not None:
-                s.requests = requests
-            values: dict[str, Any] = {
-                "documents_written": s.documents_written,
-                "documents_unchanged": s.documents_unchanged,
-                "interactions_written": s.interactions_written,
-                "interactions_unchanged": s.interactions_unchanged,
-                "tombstones": s.tombstones,
-                "failures": s.failures,
-                "requests": s.requests,
-                "heartbeat_at": utcnow(),
-                "stats": s.stats,
-            }
+                t["requests"] = requests
+            values: dict[str, Any] = {k: t[k] for k in COUNTERS}
+            values.update(heartbeat_at=utcnow(), stats=s.stats)
             if final_status:
                 values.update(status=final_status, finished_at=utcnow(), error=error)
             session.execute(update(models.SyncRun).where(models.SyncRun.id == self.run_id).values(**values))
@@ -151,12 +167,29 @@ class _Writer:
                     update(models.Source).where(models.Source.id == self.source_id)
                     .values(checkpoint=checkpoint.model_dump(mode="json"))
                 )
-        self.docs, self.interactions, self.tombstones, self.failures = [], [], [], []
-        if self.progress:
-            self.progress(s)
+        return t
+
+
+def retry_db(fn: Callable[[], Any]) -> Any:
+    """Run `fn` (one transaction), retrying while the database is unreachable."""
+    for attempt in range(DB_ATTEMPTS):
+        try:
+            return fn()
+        except OperationalError as exc:
+            if attempt + 1 >= DB_ATTEMPTS:
+                raise
+            wait = min(30.0, 0.5 * 2**attempt)
+            log.warning("database unavailable (%s); retrying in %.1fs", type(exc.orig).__name__ if exc.orig else exc,
+                        wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def _start_run(ctx: Context, source_name: str, trigger: str) -> tuple[int, int, int, SyncSummary]:
+    return retry_db(lambda: _start_run_once(ctx, source_name, trigger))
+
+
+def _start_run_once(ctx: Context, source_name: str, trigger: str) -> tuple[int, int, int, SyncSummary]:
     with ctx.session() as session:
         source = ctx.source_row(session, source_name)
         # A run still marked running was killed: say so, its checkpoint is what it committed.
@@ -173,11 +206,15 @@ def _start_run(ctx: Context, source_name: str, trigger: str) -> tuple[int, int, 
 
 
 def _finish_source(ctx: Context, source_id: int, status: str, error: str | None, synced: bool) -> None:
-    with ctx.session() as session:
-        values: dict[str, Any] = {"status": status, "last_error": error}
-        if synced:
-            values["last_synced_at"] = utcnow()
-        session.execute(update(models.Source).where(models.Source.id == source_id).values(**values))
+    values: dict[str, Any] = {"status": status, "last_error": error}
+    if synced:
+        values["last_synced_at"] = utcnow()
+
+    def write() -> None:
+        with ctx.session() as session:
+            session.execute(update(models.Source).where(models.Source.id == source_id).values(**values))
+
+    retry_db(write)
 
 
 def _consume(writer: _Writer, items: Iterator[Any], connector: Connector | None) -> Checkpoint | None:
@@ -199,8 +236,7 @@ def run_sync(ctx: Context, source_name: str, *, full: bool = False, progress: Pr
     connector = connector or ctx.connector(source_name)
     source_id, team_id, run_id, summary = _start_run(ctx, source_name, "full" if full else "sync")
     writer = _Writer(ctx, source_id, team_id, run_id, summary, batch_size, progress)
-    with ctx.session() as session:
-        raw = session.get(models.Source, source_id).checkpoint  # type: ignore[union-attr]
+    raw = retry_db(lambda: _stored_checkpoint(ctx, source_id))
     checkpoint = None if full else connector.load_checkpoint(raw)
     try:
         connector.check()
@@ -213,10 +249,16 @@ def run_sync(ctx: Context, source_name: str, *, full: bool = False, progress: Pr
         log.exception("sync of %s stopped", source_name)
         return _fail(ctx, writer, source_id, f"{type(exc).__name__}: {exc}")
     summary.status = "succeeded"
-    summary.stats = _http_stats(connector)
+    # A connector may count what it skipped and why (`sync_stats`); the HTTP counters win on a clash.
+    summary.stats = {**getattr(connector, "sync_stats", {}), **_http_stats(connector)}
     writer.flush(final, requests=connector.http.stats.requests, final_status="succeeded")
     _finish_source(ctx, source_id, "ok", None, synced=True)
     return summary
+
+
+def _stored_checkpoint(ctx: Context, source_id: int) -> dict[str, Any] | None:
+    with ctx.session() as session:
+        return session.get(models.Source, source_id).checkpoint  # type: ignore[union-attr]
 
 
 def _fail(ctx: Context, writer: _Writer, source_id: int, message: str, *, failing: bool = False) -> SyncSummary:
