@@ -190,6 +190,17 @@ def sources_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = F
     out.print_json(json.dumps(data, default=str))
 
 
+@sources_app.command("rotate-key")
+def sources_rotate_key() -> None:
+    """Re-encrypt stored secrets with the first key of TACIT_SECRET_KEY (after adding a new key)."""
+    from tacit.secrets import rotate_all
+
+    ctx = context()
+    with ctx.session() as session:
+        changed = rotate_all(session, ctx.secrets)
+    out.print(f"re-encrypted {changed} stored secrets with the newest key")
+
+
 # ---------------------------------------------------------------------------- ingestion
 @app.command("import")
 def import_(

@@ -36,6 +36,9 @@ class Context:
         self.config = config
         self.database_url = config.database_url
         self._migrated = False
+        from tacit.secrets import redact_in_logs, secret_values
+
+        redact_in_logs(set().union(*(secret_values(s.settings) for s in config.sources)) if config.sources else set())
         if migrate_db:
             self.ensure_database()
 

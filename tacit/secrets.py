@@ -67,3 +67,90 @@ class SecretBox:
 
 def is_sealed(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(_MARK)
+
+
+def secret_values(settings: dict[str, Any]) -> set[str]:
+    """Every secret-looking string in a source's settings (for log redaction)."""
+    found: set[str] = set()
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            found |= secret_values(value)
+        elif isinstance(value, list):
+            found |= {v for v in value if isinstance(v, str) and SECRET_KEYS.search(key) and len(v) >= 6}
+        elif isinstance(value, str) and SECRET_KEYS.search(key) and len(value) >= 6:
+            found.add(value)
+    return found
+
+
+class RedactingFilter:
+    """A logging filter that masks known secret values in every record that passes a handler."""
+
+    def __init__(self) -> None:
+        self.values: set[str] = set()
+
+    def filter(self, record: Any) -> bool:
+        if not self.values:
+            return True
+        message = record.getMessage()
+        masked = message
+        for value in self.values:
+            if value in masked:
+                masked = masked.replace(value, "********")
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+_filter = RedactingFilter()
+
+
+def redact_in_logs(values: set[str]) -> None:
+    """Mask these values in all log output of this process (root handlers and any added later)."""
+    import logging
+
+    _filter.values |= {v for v in values if v}
+    root = logging.getLogger()
+    if _filter not in root.filters:
+        root.addFilter(_filter)
+    for handler in root.handlers:
+        if _filter not in handler.filters:
+            handler.addFilter(_filter)
+    # Records logged through non-root loggers reach root handlers without passing root's own
+    # filters, so the filter also rides on the logging module's record factory.
+    old = logging.getLogRecordFactory()
+    if getattr(old, "_tacit_redacting", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        record = old(*args, **kwargs)
+        _filter.filter(record)
+        return record
+
+    factory._tacit_redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def rotate_all(session: Any, box: SecretBox) -> int:
+    """Re-encrypt every stored secret with the newest key; returns how many values changed."""
+    from sqlalchemy import select
+
+    from db import models
+
+    changed = 0
+
+    def walk(value: Any) -> Any:
+        nonlocal changed
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if is_sealed(value):
+            new = box.rotate(value)
+            changed += new != value
+            return new
+        return value
+
+    for source in session.scalars(select(models.Source)):
+        source.config = walk(source.config)
+        source.state = walk(source.state)
+    return changed
