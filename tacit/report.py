@@ -1,0 +1,142 @@
+"""The demo's report: Markdown with PNG plots, and the same figures in summary.json for scripts.
+
+`summary` per team: qa_before, qa_after (answer match on the team's eval set, 0..1),
+qa_loglik_before/after, forgetting_before, forgetting_after (general-probe loss), loss_curve,
+adapter version; plus `leakage` = {"teams": [...], "matrix": [[...]]}, where row i is team i's
+adapter and column j the change in team j's QA against the base model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _plt():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return "-" if value is None else str(value)
+
+
+def plot_losses(teams: dict[str, dict[str, Any]], path: Path) -> bool:
+    curves = {t: d.get("loss_curve") or [] for t, d in teams.items()}
+    if not any(curves.values()):
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for team, curve in curves.items():
+        if curve:
+            ax.plot(range(1, len(curve) + 1), curve, label=team)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.set_title("Training loss per team (latest refresh)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_before_after(teams: dict[str, dict[str, Any]], before: str, after: str, title: str, ylabel: str,
+                      path: Path) -> bool:
+    names = [t for t, d in teams.items() if d.get(before) is not None and d.get(after) is not None]
+    if not names:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], [teams[n][before] for n in names], width=0.4, label="base model")
+    ax.bar([x + 0.2 for x in xs], [teams[n][after] for n in names], width=0.4, label="team adapter")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(names)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_leakage(leakage: dict[str, Any], path: Path) -> bool:
+    teams, matrix = leakage.get("teams") or [], leakage.get("matrix") or []
+    if not teams or not matrix:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(teams)))
+    ax.set_xticklabels(teams)
+    ax.set_yticks(range(len(teams)))
+    ax.set_yticklabels(teams)
+    ax.set_xlabel("eval set of team")
+    ax.set_ylabel("adapter of team")
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            ax.text(j, i, _fmt(value, 2), ha="center", va="center", fontsize=9)
+    ax.set_title("Change in QA match against the base model")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(summary: dict[str, Any], directory: Path) -> Path:
+    """Write summary.json, the PNG plots and report.md under `directory`; return report.md."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    teams: dict[str, dict[str, Any]] = summary.get("teams", {})
+    plots = {
+        "loss.png": plot_losses(teams, directory / "loss.png"),
+        "qa.png": plot_before_after(teams, "qa_before", "qa_after", "Team QA: base model vs team adapter",
+                                    "answer match (eval set)", directory / "qa.png"),
+        "forgetting.png": plot_before_after(teams, "forgetting_before", "forgetting_after",
+                                            "General probe: base model vs team adapter",
+                                            "general probe loss (lower is better)", directory / "forgetting.png"),
+        "leakage.png": plot_leakage(summary.get("leakage") or {}, directory / "leakage.png"),
+    }
+    lines = [f"# {summary.get('company', 'Tacit')}: what each team's adapter learned", ""]
+    lines += [f"Run {summary.get('run', 1)} of the demo, base model `{summary.get('base_model')}`, "
+              f"{_fmt(summary.get('duration_s'), 0)} s in all.", ""]
+    if summary.get("changes"):
+        lines += ["## What changed since the last run", ""]
+        lines += [f"- {c}" for c in summary["changes"]] + [""]
+    lines += ["## Teams", "", "| team | adapter | QA match before → after | answer log-likelihood before → after |"
+              " general probe loss before → after | trained on | status |", "|---|---|---|---|---|---|---|"]
+    for team, d in teams.items():
+        lines.append(
+            f"| {team} | v{_fmt(d.get('adapter_version'))} | {_fmt(d.get('qa_before'), 2)} → {_fmt(d.get('qa_after'), 2)}"
+            f" | {_fmt(d.get('qa_loglik_before'))} → {_fmt(d.get('qa_loglik_after'))}"
+            f" | {_fmt(d.get('forgetting_before'))} → {_fmt(d.get('forgetting_after'))}"
+            f" | {_fmt(d.get('examples'))} examples, {_fmt(d.get('trained_tokens'))} tokens"
+            f" | {d.get('status', '-')}{' (clean retrain)' if d.get('clean_retrain') else ''} |")
+    lines.append("")
+    for name, title in (("qa.png", "Team QA"), ("forgetting.png", "Forgetting"), ("loss.png", "Training loss"),
+                        ("leakage.png", "Cross-team leakage")):
+        if plots[name]:
+            lines += [f"### {title}", "", f"![{title}]({name})", ""]
+    samples = summary.get("samples") or {}
+    if samples:
+        lines += ["## Answers", ""]
+        for team, items in samples.items():
+            lines += [f"### {team}", ""]
+            for item in items:
+                lines += [f"**Q:** {item['question']}  ", f"*expected:* {item['expected']}  ",
+                          f"*base model:* {item['base']}  ", f"*team adapter:* {item['adapter']}", ""]
+    if summary.get("forgotten"):
+        lines += ["## Forgetting on request", ""]
+        lines += [f"- {f}" for f in summary["forgotten"]] + [""]
+    report = directory / "report.md"
+    report.write_text("\n".join(lines), encoding="utf-8")
+    return report

@@ -1,0 +1,29 @@
+"""The demo report: summary.json holds the figures and the PNG plots are real images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tacit.report import write_report
+
+
+def test_report_writes_summary_plots_and_markdown(tmp_path: Path) -> None:
+    summary = {
+        "company": "Lumen Labs", "run": 1, "base_model": "tiny-random", "duration_s": 12.0,
+        "teams": {
+            "platform": {"qa_before": 0.0, "qa_after": 0.5, "forgetting_before": 2.1, "forgetting_after": 2.2,
+                         "loss_curve": [3.0, 2.0, 1.0], "adapter_version": 1, "status": "active"},
+            "support": {"qa_before": 0.1, "qa_after": 0.4, "forgetting_before": 2.1, "forgetting_after": 2.15,
+                        "loss_curve": [3.1, 2.5], "adapter_version": 1, "status": "active"},
+        },
+        "leakage": {"teams": ["platform", "support"], "matrix": [[0.5, 0.0], [0.0, 0.3]]},
+        "samples": {"platform": [{"question": "q?", "expected": "a", "base": "b", "adapter": "a"}]},
+    }
+    report = write_report(summary, tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["teams"]["platform"]["qa_after"] == 0.5
+    for name in ("qa.png", "forgetting.png", "loss.png", "leakage.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in report.read_text()
+    text = report.read_text()
+    assert "| platform | v1 | 0.00 → 0.50 |" in text
