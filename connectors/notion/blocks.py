@@ -4,8 +4,8 @@ Reading (https://developers.notion.com/reference/get-block-children): children c
 time (`start_cursor`/`next_cursor`), and every block with `has_children` needs its own calls, at
 any depth. Child pages and child databases are not descended into: they are documents of their
 own. A synced-block copy (`synced_from`) shows its original's children; originals may be
-referenced from many pages and copies can form cycles, so the walk remembers the path it is on
-and reuses a finished original instead of reading it again.
+referenced from many pages and copies can form cycles, so the walk cuts a cycle where it closes
+and keeps what it read of synced blocks for the rest of the sync instead of reading it again.
 
 Rendering: the page title is `#`, Notion's heading_1..3 become `##`..`####`; lists keep their
 nesting and to-do check state, tables become Markdown tables, code keeps its language,
@@ -52,48 +52,52 @@ class Node:
 
 
 class TreeReader:
-    """Reads block trees; finished synced originals are shared between the pages of one sync."""
+    """Reads block trees. The children of synced blocks (and of everything inside them) are kept
+    for the whole sync: an original shown on many pages is read once, and a cycle of copies is
+    cut where it closes, identically wherever it is shown."""
 
-    def __init__(self, api: NotionApi, max_depth: int = 40) -> None:
+    def __init__(self, api: NotionApi, block_pages: dict[str, str | None] | None = None,
+                 max_depth: int = 40) -> None:
         self.api = api
         self.max_depth = max_depth
-        self._originals: dict[str, list[Node]] = {}
-        #: child page id -> the page whose tree holds it (a page's parent may be a block).
-        self.holders: dict[str, str] = {}
+        self._shared: dict[str, list[dict[str, Any]]] = {}
+        #: block id -> the page it is on (a child page's parent may be a block, e.g. a toggle).
+        self.block_pages = block_pages if block_pages is not None else {}
 
     def read(self, page_id: str) -> list[Node]:
-        nodes, _ = self._children(page_id, (page_id,), page_id)
-        return nodes
+        return self._children(page_id, (page_id,), page_id, shared=False)
 
-    def _children(self, block_id: str, path: tuple[str, ...], page_id: str) -> tuple[list[Node], bool]:
-        nodes: list[Node] = []
-        complete = True
-        for block in self.api.children(block_id):
+    def _fetch(self, block_id: str, shared: bool) -> list[dict[str, Any]]:
+        if block_id in self._shared:
+            return self._shared[block_id]
+        blocks = list(self.api.children(block_id))
+        for block in blocks:
             if not isinstance(block, dict) or not isinstance(block.get("type"), str) or "id" not in block:
                 raise PayloadError(f"an unexpected block in the children of {block_id}")
+        if shared:
+            self._shared[block_id] = blocks
+        return blocks
+
+    def _children(self, block_id: str, path: tuple[str, ...], page_id: str, shared: bool) -> list[Node]:
+        nodes: list[Node] = []
+        for block in self._fetch(block_id, shared):
             node = Node(block)
             kind = node.type
-            if kind in ("child_page", "child_database"):
-                self.holders[block["id"]] = page_id
-            elif block.get("has_children"):
+            if kind not in ("child_page", "child_database") and block.get("has_children"):
                 source = block["id"]
                 if kind == "synced_block":
                     origin = node.payload.get("synced_from")
                     if isinstance(origin, dict) and origin.get("block_id"):
                         source = origin["block_id"]
-                if source in self._originals:
-                    node.children = self._originals[source]
-                elif source in path or len(path) > self.max_depth:
+                if source in path or len(path) > self.max_depth:
                     node.cycle = True
-                    complete = False
                 else:
-                    node.children, done = self._children(source, (*path, source), page_id)
-                    complete = complete and done
-                    # Only a subtree read to the end is the same wherever it is shown.
-                    if kind == "synced_block" and done:
-                        self._originals[source] = node.children
+                    if source == block["id"]:
+                        self.block_pages[source] = page_id
+                    node.children = self._children(source, (*path, source), page_id,
+                                                   shared or kind == "synced_block")
             nodes.append(node)
-        return nodes, complete
+        return nodes
 
 
 # --------------------------------------------------------------------------- rendering

@@ -235,7 +235,7 @@ class _PageReader:
         self.settings = settings
         self.users = UserDirectory(api)
         self.hierarchy = Hierarchy(api, settings.teamspaces, team)
-        self.trees = TreeReader(api)
+        self.trees = TreeReader(api, self.hierarchy.block_pages)
         self.properties = PropertyRenderer(self.users.name, self.hierarchy.title)
 
     def alive(self, page_id: str) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ from connectors.sandbox.notion.model import (
     Page,
     Workspace,
     iso,
+    minute,
     rich,
     stable_id,
     text,
@@ -192,12 +194,13 @@ class NotionSandbox:
         return self.workspace.keys[key]
 
     def edit_page(self, page_id: str, paragraph: str | None = None, *, title: str | None = None,
-                  notify: bool = True) -> None:
-        """Append a paragraph and/or rename; bumps `last_edited_time` (rounded to the minute)."""
+                  at: datetime | None = None, notify: bool = True) -> None:
+        """Append a paragraph and/or rename; bumps `last_edited_time` (rounded to the minute) to now,
+        or to `at` (an edit made a while ago, say, that the last sync did not see)."""
         ws = self.workspace
         with ws.lock:
             page = ws.pages[page_id]
-            now = ws.edited_now()
+            now = minute(at) if at is not None else ws.edited_now()
             if paragraph is not None:
                 block = Block(id=str(uuid.uuid4()), type="paragraph",
                               payload={"rich_text": rich(paragraph), "color": "default"},
