@@ -11,7 +11,14 @@ from connectors.notion.checkpoint import KnownPage, NotionCheckpoint, to_minutes
 from connectors.notion.hierarchy import norm_id
 from connectors.notion.properties import PropertyRenderer
 from connectors.notion.richtext import PayloadError, markdown, plain
-from connectors.sandbox.notion.model import equation, mention_date, mention_link, mention_page, mention_user, text
+from connectors.sandbox.notion.model import (
+    equation,
+    mention_date,
+    mention_link,
+    mention_page,
+    mention_user,
+    text,
+)
 
 
 def block(kind: str, payload: dict[str, Any], children: list[Node] | None = None, bid: str = "b") -> Node:
