@@ -6,6 +6,7 @@ and `tacit events list`); secrets in source settings are shown as `********`.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -15,12 +16,13 @@ from sqlalchemy import select
 from db import models
 from ingestion.api import require_admin
 from tacit import status as views
-from tacit.config import ConfigError
+from tacit.config import _NAME, ConfigError
 from tacit.context import Context
 
 router = APIRouter(prefix="/api", tags=["admin"], dependencies=[Depends(require_admin)])
 EventStatus = Literal["pending", "processed", "rejected", "failed"]
 MAX_BODY_SHOWN = 64 * 1024
+SOURCE_NAME = re.compile(_NAME)
 
 
 def _ctx(request: Request) -> Context:
@@ -53,6 +55,8 @@ async def source_runs(name: str, request: Request) -> list[dict[str, Any]]:
 
 
 def _source_detail(ctx: Context, name: str) -> dict[str, Any]:
+    if not SOURCE_NAME.match(name):  # not a name a source can have (and nothing to send the database)
+        raise HTTPException(404, f"no source named {name!r}")
     try:
         return views.source_detail(ctx, name)
     except (LookupError, ConfigError):

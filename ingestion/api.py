@@ -140,6 +140,8 @@ def create_app(ctx: Context | None = None, *, process_teams: bool = True) -> Fas
     if worker is not None:
         worker.on_result = lambda r: _count_processed(state, r)
         ctx.dispatch_event = worker.submit  # type: ignore[attr-defined]
+    else:
+        ctx.dispatch_event = _send_to_workers  # type: ignore[attr-defined]
     for source in ctx.config.sources:
         if source.kind == "webhook" and source.enabled and not WebhookSettings.model_validate(source.settings).signed:
             log.warning("webhook source %s has no secret: it accepts unsigned posts", source.name)
@@ -192,11 +194,19 @@ def _include_vendor_routers(app: FastAPI) -> None:
         app.include_router(router)
 
 
+def _send_to_workers(event_id: int) -> None:
+    """Queue `tacit.process_event` on the broker. No result is kept: the event row is the result,
+    and waiting on an unreachable result store would hold the request for many seconds."""
+    from ingestion.tasks import process_event
+
+    process_event.apply_async((event_id,), ignore_result=True)
+
+
 def _replay_on_workers() -> None:
     try:
         from ingestion.tasks import replay_pending_events
 
-        replay_pending_events.delay()
+        replay_pending_events.apply_async(ignore_result=True)
     except Exception as exc:  # broker down: workers replay pending events when they start
         log.warning("could not queue pending events: %s", exc)
 
