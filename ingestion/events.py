@@ -43,6 +43,20 @@ class EventRejected(ValueError):
     """The event's content cannot be used (malformed, mapping failed); it is kept as rejected."""
 
 
+def _channel_handler(channel: str) -> EventHandler:
+    """A vendor channel's handler lives in `ingestion.<channel>_webhooks`, which a worker process
+    may not have imported yet; the record format is the default."""
+    import importlib
+
+    module = f"ingestion.{channel.split('-', 1)[0]}_webhooks"  # "msgraph-lifecycle" lives with "msgraph"
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+    return HANDLERS.get(channel, _record_format_handler)
+
+
 def handler(channel: str) -> Callable[[EventHandler], EventHandler]:
     def register(fn: EventHandler) -> EventHandler:
         HANDLERS[channel] = fn
@@ -101,7 +115,7 @@ def _process_claimed(ctx: Context, event_id: int) -> dict[str, Any]:
         session.expunge(event)
         source_name = source.name
         team_name = session.get(models.Team, source.team_id).name  # type: ignore[union-attr]
-    fn = HANDLERS.get(event.channel, _record_format_handler)
+    fn = HANDLERS.get(event.channel) or _channel_handler(event.channel)
     try:
         summary = fn(ctx, event, source_name)
     except EventRejected as exc:

@@ -82,7 +82,7 @@ def source_detail(ctx: Context, name: str) -> dict[str, Any]:
         runs = session.scalars(select(models.SyncRun).where(models.SyncRun.source_id == row.id)
                                .order_by(models.SyncRun.id.desc()).limit(10))
         team = session.get(models.Team, row.team_id)
-        return {
+        detail = {
             "name": row.name, "kind": row.kind, "team": team.name if team else None, "status": row.status,
             "last_error": row.last_error, "last_synced_at": row.last_synced_at,
             "settings": redact(row.config), "checkpoint": row.checkpoint, "state": redact(row.state),
@@ -93,6 +93,12 @@ def source_detail(ctx: Context, name: str) -> dict[str, Any]:
                 "tombstones": r.tombstones, "failures": r.failures, "requests": r.requests, "error": r.error,
             } for r in runs],
         }
+    if detail["kind"] == "notion":
+        # Shown in clear: the admin pastes it into Notion's "Verify subscription" dialog.
+        from ingestion.notion_webhooks import stored_tokens
+
+        detail["webhook"] = stored_tokens(ctx, name)
+    return detail
 
 
 def list_events(ctx: Context, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -1,0 +1,203 @@
+"""Notion webhooks end to end: the sandbox subscribes, signs and delivers over real HTTP to the
+router served by uvicorn; events are stored, then processed by targeted fetches (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from connectors.sandbox.company import person
+from connectors.sandbox.notion import NotionSandbox, ThreadServer
+from db import models
+from ingestion.events import process_event
+from ingestion.notion_webhooks import plan, router
+from ingestion.runner import run_sync
+from tacit.context import Context
+from tacit.status import source_detail
+from tests.connectors.harness_notion import NotionHarness
+
+TEAMS = '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
+
+
+@pytest.fixture
+def sandbox() -> Iterator[NotionSandbox]:
+    with NotionSandbox() as sb:
+        yield sb
+
+
+@pytest.fixture
+def wctx(make_ctx: Callable[..., Context], db_url: str, sandbox: NotionSandbox) -> Context:
+    block = NotionHarness(sandbox).source_block("eng", "platform").replace('comments = "blocks"', 'comments = "pages"')
+    return make_ctx(db_url, TEAMS + block)
+
+
+class Receiver:
+    def __init__(self, ctx: Context) -> None:
+        app = FastAPI()
+        app.state.ctx = ctx
+        app.include_router(router)
+        self.queued: list[int] = []
+        ctx.dispatch_event = self.queued.append  # type: ignore[attr-defined]
+        self.server = ThreadServer(app).start()
+        self.url = f"{self.server.url}/webhooks/notion/eng"
+
+    def process(self, ctx: Context) -> list[dict[str, Any]]:
+        results = [process_event(ctx, event_id) for event_id in self.queued]
+        self.queued.clear()
+        return results
+
+
+@pytest.fixture
+def receiver(wctx: Context) -> Iterator[Receiver]:
+    r = Receiver(wctx)
+    yield r
+    r.server.stop()
+
+
+def document(ctx: Context, external_id: str) -> models.Document:
+    with ctx.session() as session:
+        row = session.scalar(select(models.Document).where(models.Document.external_id == external_id))
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def live_interactions(ctx: Context, page: str) -> dict[str, models.Interaction]:
+    with ctx.session() as session:
+        rows = list(session.scalars(select(models.Interaction).where(
+            models.Interaction.document_external_id == page, models.Interaction.deleted_at.is_(None))))
+        for row in rows:
+            session.expunge(row)
+        return {r.external_id: r for r in rows}
+
+
+def test_handshake_then_signed_events_trigger_targeted_fetches(wctx: Context, sandbox: NotionSandbox,
+                                                                receiver: Receiver) -> None:
+    assert run_sync(wctx, "eng").status == "succeeded"
+
+    # 1. Verification handshake: stored encrypted, shown by `tacit sources show`.
+    token = sandbox.subscribe(receiver.url)
+    assert sandbox.deliveries[-1][1] == 200
+    with wctx.session() as session:
+        state = wctx.source_row(session, "eng").state
+    assert state["verification_token"].startswith("fernet:") and token not in json.dumps(state)
+    detail = source_detail(wctx, "eng")
+    assert detail["webhook"] == {"verification_token": token, "pending_verification_token": None}
+    assert detail["state"]["verification_token"] == "********"
+
+    # 2. A content edit: one signed event, stored once, processed by re-reading only that page.
+    page = sandbox.page_id("platform/Deploy policy")
+    sandbox.edit_page(page, "Hotfixes may ship during the freeze with a director's approval.")
+    event, status = sandbox.deliveries[-1]
+    assert status == 200 and len(receiver.queued) == 1
+    sandbox.reset_counts()
+    [result] = receiver.process(wctx)
+    assert result["status"] == "processed" and result["documents_written"] == 1
+    assert sandbox.count("/v1/search") == 0 and sandbox.count("/v1/data_sources") == 0
+    row = document(wctx, page)
+    assert row.version == 2 and row.text.endswith("Hotfixes may ship during the freeze with a director's approval.")
+    # Notion retries a delivery: the same event id is stored once.
+    assert sandbox.deliver(event) == 200 and receiver.queued == []
+
+    # 3. A new discussion, then a reply-free deletion of it.
+    asker = person("platform", 1)
+    discussion = sandbox.add_comment(page, "Does the freeze apply to docs-only changes?", author=asker.id)
+    [result] = receiver.process(wctx)
+    assert result["interactions_written"] == 1
+    thread = live_interactions(wctx, page)[discussion]
+    assert thread.kind == "comment" and thread.messages[0]["author"] == asker.name
+    assert thread.messages[0]["text"] == "Does the freeze apply to docs-only changes?"
+    comment = next(c.id for c in sandbox.workspace.comments if c.discussion_id == discussion)
+    sandbox.delete_comment(comment)
+    [result] = receiver.process(wctx)
+    assert result["tombstones"] == 1 and discussion not in live_interactions(wctx, page)
+
+    # 4. A comment on a block (the source reads page-level discussions only): just that block's.
+    heading = next(c.parent["block_id"] for c in sandbox.workspace.comments
+                   if c.parent["type"] == "block_id" and sandbox.workspace.block_page(c.parent["block_id"]) == page)
+    reply_to = next(c.discussion_id for c in sandbox.workspace.comments if c.parent.get("block_id") == heading)
+    sandbox.add_comment(heading, "Still true after the reorg.", author=asker.id, discussion_id=reply_to, on_block=True)
+    [result] = receiver.process(wctx)
+    block_thread = live_interactions(wctx, page)[reply_to]
+    assert block_thread.meta == {"discussion_id": reply_to, "on": "block", "block_id": heading}
+    assert [m["text"] for m in block_thread.messages][-1] == "Still true after the reorg."
+
+    # 5. The page goes to the trash: a tombstone for it and its discussions.
+    sandbox.delete_page(page)
+    [result] = receiver.process(wctx)
+    assert result["status"] == "processed"
+    assert document(wctx, page).deleted_at is not None
+    assert live_interactions(wctx, page) == {}
+    sandbox.restore_page(page)
+    [result] = receiver.process(wctx)
+    # Back with its two page-level discussions (its block discussion returns with the next event on it).
+    assert document(wctx, page).deleted_at is None and len(live_interactions(wctx, page)) == 2
+
+
+def test_forged_or_unsigned_events_are_refused(wctx: Context, sandbox: NotionSandbox, receiver: Receiver) -> None:
+    event = sandbox.event("page.content_updated", sandbox.page_id("platform/On-call"))
+    body = json.dumps(event).encode()
+    # Before the handshake there is no key to check a signature with.
+    answer = httpx.post(receiver.url, content=body, headers={"X-Notion-Signature": sandbox.sign(body, "x")})
+    assert answer.status_code == 401
+    token = sandbox.subscribe(receiver.url)
+    for headers in ({}, {"X-Notion-Signature": sandbox.sign(body, "not-the-token")},
+                    {"X-Notion-Signature": "sha256=" + "0" * 64}):
+        assert httpx.post(receiver.url, content=body, headers=headers).status_code == 401
+    tampered = body.replace(b"page.content_updated", b"page.deleted")
+    assert httpx.post(receiver.url, content=tampered,
+                      headers={"X-Notion-Signature": sandbox.sign(body, token)}).status_code == 401
+    assert httpx.post(receiver.url, content=b"{not json", headers={"X-Notion-Signature": "x"}).status_code == 400
+    assert httpx.post(receiver.url.replace("/eng", "/nope"), content=body).status_code == 404
+    signed_junk = json.dumps({"id": "e1"}).encode()
+    assert httpx.post(receiver.url, content=signed_junk,
+                      headers={"X-Notion-Signature": sandbox.sign(signed_junk)}).status_code == 400
+    with wctx.session() as session:
+        assert session.scalar(select(models.WebhookEvent.id)) is None
+    assert receiver.queued == []
+
+
+def test_a_second_handshake_cannot_replace_the_signing_key(wctx: Context, sandbox: NotionSandbox,
+                                                           receiver: Receiver) -> None:
+    first = sandbox.subscribe(receiver.url)
+    assert httpx.post(receiver.url, json={"verification_token": first}).status_code == 200
+    answer = httpx.post(receiver.url, json={"verification_token": "secret_attacker"})
+    assert answer.status_code == 409 and "pending" in answer.json()["detail"]
+    assert source_detail(wctx, "eng")["webhook"] == {"verification_token": first,
+                                                     "pending_verification_token": "secret_attacker"}
+    # Events are still checked against the first token.
+    sandbox.edit_page(sandbox.page_id("platform/On-call"), "Pager rotation moved to Tuesdays.")
+    assert sandbox.deliveries[-1][1] == 200
+
+
+def test_data_source_and_unknown_events(wctx: Context, sandbox: NotionSandbox, receiver: Receiver) -> None:
+    assert run_sync(wctx, "eng").status == "succeeded"
+    sandbox.subscribe(receiver.url)
+    ds = sandbox.page_id("research/experiments")
+    row = sandbox.page_id("research/row/baseline-1729")
+    sandbox.workspace.data_sources[ds].schema["Seed"]["name"] = "Random seed"
+    sandbox.workspace.pages[row].properties["Random seed"] = sandbox.workspace.pages[row].properties.pop("Seed")
+    sandbox.deliver(sandbox.event("data_source.schema_updated", ds, entity_type="data_source"))
+    sandbox.deliver(sandbox.event("file_upload.completed", "f1", entity_type="file_upload"))
+    first, second = receiver.process(wctx)
+    assert first["status"] == "processed" and first["documents_written"] == 1
+    assert "- **Random seed**: 1729" in document(wctx, row).text
+    assert second["status"] == "processed" and second.get("documents_written") is None
+    assert plan({"type": "data_source.content_updated", "entity": {"id": ds}}, "pages") == ("sync", [])
+    assert plan({"type": "page.moved", "entity": {"id": row}}, "pages") == ("fetch", [row])
+
+
+def test_the_webhook_service_mounts_the_notion_route(wctx: Context) -> None:
+    from fastapi.testclient import TestClient
+
+    api = pytest.importorskip("ingestion.api")
+    client = TestClient(api.create_app(wctx, process_teams=False))
+    answer = client.post("/webhooks/notion/eng", json={"verification_token": "secret_from_notion"})
+    assert answer.status_code == 200 and answer.json() == {"verified": "stored"}
+    assert source_detail(wctx, "eng")["webhook"]["verification_token"] == "secret_from_notion"
