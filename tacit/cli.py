@@ -527,7 +527,10 @@ def demo(quick: Annotated[bool, typer.Option("--quick", help="tiny-random model,
 # ---------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, prog_name="tacit", standalone_mode=False)
+        # Outside standalone mode click returns a command's `typer.Exit(code)` instead of raising it.
+        code = app(args=argv, prog_name="tacit", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except ConfigError as exc:

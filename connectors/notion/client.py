@@ -48,8 +48,10 @@ class NotionApi:
             notion_version=NOTION_VERSION,
             timeout_ms=int(timeout_s * 1000),
             retry=False,
+            # The SDK logs every non-2xx (a 404 while checking for deleted pages is expected);
+            # this module turns them into exceptions that say what they mean instead.
             logger=logging.getLogger("connectors.notion.sdk"),
-            log_level=logging.WARNING,
+            log_level=logging.ERROR,
         )
 
     # ------------------------------------------------------------------ calls
