@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 
 from tacit.context import Context
 
@@ -96,6 +96,16 @@ def enqueue_processing(ctx: Context, team: str) -> None:
     """Processing follows ingestion; in eager mode the CLI runs it explicitly instead."""
     if not ctx.config.queue.eager:
         process_team.delay(team)
+
+
+@worker_process_init.connect
+def _own_database_connections(**_: Any) -> None:
+    # A pool process is forked from the worker's main process: the pooled database connections
+    # it inherited belong to the parent and must not be used (or closed) here.
+    if _context is not None:
+        from db.session import get_engine
+
+        get_engine(_context.database_url).dispose(close=False)
 
 
 @worker_ready.connect
