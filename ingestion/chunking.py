@@ -215,18 +215,30 @@ def _sentence_units(text: str, unit: _Unit) -> list[_Unit]:
 
 
 def _token_units(text: str, unit: _Unit, budget: int, counter: TokenCounter) -> list[_Unit]:
-    """The last resort: cut at token boundaries, `budget` tokens at a time."""
+    """The last resort: cut at token boundaries, about `budget` tokens at a time (never inside
+    a character that spans several byte-level tokens)."""
     offsets = counter.offsets(text[unit.start:unit.end])
+    cuts = [0]
+    last, i = 0, budget
+    while i < len(offsets):
+        j = i
+        while j > last and offsets[j - 1][1] > offsets[j][0]:  # token j starts inside token j-1's text
+            j -= 1
+        if j > last and offsets[j][0] > cuts[-1]:
+            cuts.append(offsets[j][0])
+            last, i = j, j + budget
+        else:
+            i += 1  # no clean boundary here: look a little further
+    cuts.append(unit.end - unit.start)
     out = []
-    for i in range(0, len(offsets), budget):
-        s = unit.start + offsets[i][0]
-        e = unit.start + offsets[min(i + budget, len(offsets)) - 1][1]
-        if i + budget < len(offsets):
-            e = max(e, unit.start + offsets[i + budget][0])
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        s, e = unit.start + a, unit.start + b
+        while s < e and text[s].isspace():
+            s += 1
         while e > s and text[e - 1].isspace():
             e -= 1
         if e > s:
-            out.append(_Unit(s, e, unit.kind, min(budget, len(offsets) - i), unit.context))
+            out.append(_Unit(s, e, unit.kind, min(budget, len(offsets)), unit.context))
     return out
 
 
@@ -323,6 +335,8 @@ class _Packer:
         tail: list[_Unit] = []
         total = 0
         for u in reversed(group):
+            if u.kind not in (PARA, LIST, QUOTE):  # tables, code and headings are not repeated
+                break
             add = u.tokens + (self.gap(u, tail[0]) if tail else 0)
             if total + add > limit:
                 break
@@ -339,7 +353,7 @@ class _Packer:
             start = space + 1 if space != -1 else start
         if start >= last.end:
             return []
-        return [_Unit(start, last.end, last.kind, min(limit, len(offsets)), last.context)]
+        return [_Unit(start, last.end, last.kind, self.counter.count(self.text[start:last.end]), last.context)]
 
 
 def _render(text: str, group: list[_Unit]) -> str:
@@ -370,7 +384,7 @@ def chunk_documents(texts: Sequence[str], *, tokenizer: Any, max_tokens: int, ov
     counter = counter or token_counter(tokenizer)
     parsed = [parse_sections(t) for t in texts]
     flat = [(t, u) for t, sections in zip(texts, parsed, strict=True) for s in sections for u in s.units]
-    for (t, u), n in zip(flat, counter.counts([t[u.start:u.end] for t, u in flat]), strict=True):
+    for (_t, u), n in zip(flat, counter.counts([t[u.start:u.end] for t, u in flat]), strict=True):
         u.tokens = n
 
     # Pack every section, then count every candidate chunk exactly in one more batch.
@@ -392,25 +406,45 @@ def chunk_documents(texts: Sequence[str], *, tokenizer: Any, max_tokens: int, ov
             out[d].append(Chunk(body, n, list(path), group[0].start, group[-1].end))
         else:
             out[d].extend(_refit(text, path, group, max_tokens, n, counter))
-    return out
+    return [_drop_contained(chunks) if overlap_tokens else chunks for chunks in out]
+
+
+def _drop_contained(chunks: list[Chunk]) -> list[Chunk]:
+    """Without chunks whose whole span the next chunk repeats (a chunk packed again after its
+    successor took its end as overlap)."""
+    kept: list[Chunk] = []
+    for c in reversed(chunks):
+        if kept and kept[-1].start <= c.start and c.end <= kept[-1].end:
+            continue
+        kept.append(c)
+    return kept[::-1]
 
 
 def _refit(text: str, path: list[str], group: list[_Unit], max_tokens: int, actual: int,
            counter: TokenCounter) -> list[Chunk]:
-    """Pack an over-limit chunk again with a tighter budget until every piece fits."""
-    budget = max_tokens
-    excess = actual - max_tokens
-    for _ in range(32):
-        budget = max(1, budget - max(excess, 1))
-        units: list[_Unit] = []
-        for u in group:
-            units.extend(_split(text, u, budget, counter) if u.tokens > budget else [u])
-        groups = _Packer(text, counter, budget, 0).pack(units)
+    """Pack an over-limit chunk again, tighter, until every piece fits: a smaller budget for
+    groups of several blocks; a block alone that is still over loses its repeated table header,
+    or is split further."""
+    units = list(group)
+    budget = max_tokens - (actual - max_tokens)
+    for _ in range(64):
+        groups = _Packer(text, counter, max(1, budget), 0).pack(units)
         bodies = [_render(text, g) for g in groups]
         counts = counter.counts(bodies)
         worst = max(counts)
         if worst <= max_tokens:
             return [Chunk(b, n, list(path), g[0].start, g[-1].end)
                     for g, b, n in zip(groups, bodies, counts, strict=True)]
-        excess = worst - max_tokens
+        units = []
+        for g, n in zip(groups, counts, strict=True):
+            if n <= max_tokens or len(g) > 1:
+                units.extend(g)
+                continue
+            u = g[0]
+            if u.context is not None and u.context[1] <= u.start:
+                units.append(_Unit(u.start, u.end, u.kind, u.tokens, None))
+            else:
+                whole = _Unit(u.start, u.end, u.kind, n, None)
+                units.extend(_split(text, whole, max(1, 2 * max_tokens - n), counter))
+        budget -= max(1, worst - max_tokens)
     raise RuntimeError(f"could not fit a chunk into {max_tokens} tokens")  # pragma: no cover
