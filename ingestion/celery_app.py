@@ -55,6 +55,10 @@ def beat_schedule(config: TacitConfig) -> dict[str, dict]:  # type: ignore[type-
                                     day_of_week=weekday),
                 "args": (source.name,),
             }
+    if config.api.public_url and any(s.kind == "msgraph" and s.enabled for s in config.sources):
+        # Graph subscriptions live three days at most for mail and Teams: renew them hourly when due.
+        schedule["renew-graph-subscriptions"] = {"task": "tacit.renew_graph_subscriptions",
+                                                 "schedule": crontab(minute=17), "args": ()}
     for team in config.teams:
         schedule[f"refresh-{team.name}"] = {
             "task": "tacit.refresh_adapter",
@@ -72,7 +76,7 @@ def _cron_fields(expr: str) -> tuple[str, str, str, str, str]:
 
 
 def create_app(config: TacitConfig | None = None) -> Celery:
-    app = Celery("tacit", include=["ingestion.tasks"])
+    app = Celery("tacit", include=["ingestion.tasks", "ingestion.msgraph_webhooks"])
     configure(app, config or load_config(required=False))
     return app
 

@@ -10,6 +10,7 @@ every mailbox folder, every team channel, each with its own delta link in the ch
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -43,6 +44,16 @@ class GraphConnector(Connector):
         if self._credential is None:
             self._credential = make_credential(self.settings)
         return Walker(GraphSession(self.settings, self.http, self._credential), self.settings)
+
+    @contextmanager
+    def graph(self) -> Iterator[Walker]:
+        """A session for one-off calls (subscriptions): `w.session.run(coroutine)` inside."""
+        w = self._walker()
+        try:
+            yield w
+        finally:
+            w.session.close()
+            self.close()
 
     def close(self) -> None:
         """Release the credential's HTTP session (the end of a sync or fetch does it too)."""

@@ -114,11 +114,14 @@ class GraphApi:
         return Reply(200, out)
 
     def _delta(self, scope: str, query: dict[str, str], base: str, path: str,
-               changes: Callable[[int, int], list[Any]], render: Callable[[Any], dict[str, Any]]) -> Reply:
+               changes: Callable[[int, int], list[Any]],
+               render: Callable[[Any, dict[str, str]], dict[str, Any]]) -> Reply:
         """One page of a delta round; tokens carry (scope, since, upto, offset, epoch)."""
         st = self.state
         token = query.get("$deltatoken") or query.get("$skiptoken") or query.get("token")
         since, upto, offset = 0, st.seq, 0
+        # Graph encodes the first request's query options ($expand, $top, $select) into its tokens.
+        options = {k: v for k, v in query.items() if k in ("$expand", "$top", "$select")}
         if token:
             try:
                 data = st.read_token(token)
@@ -132,18 +135,20 @@ class GraphApi:
                              "your local changes when you last sync'd. Upload any local changes that the server "
                              "doesn't know about.", {"Location": f"{base}/v1.0/{path}"})
             since = data["n"]
+            options = data.get("q", {})
             if "$skiptoken" in query:
                 upto, offset = data["u"], data["o"]
             else:
                 upto = st.seq
-        top = min(int(query.get("$top", self.sb.page_size)), 999)
+        top = min(int(options.get("$top", self.sb.page_size)), 999)
         found = changes(since, upto)
         page = found[offset:offset + top]
-        out: dict[str, Any] = {"value": [render(x) for x in page]}
+        out: dict[str, Any] = {"value": [render(x, options) for x in page]}
         if offset + top < len(found):
-            out["@odata.nextLink"] = f"{base}/v1.0/{path}?$skiptoken=" + st.token(scope, since, u=upto, o=offset + top)
+            out["@odata.nextLink"] = f"{base}/v1.0/{path}?$skiptoken=" + st.token(scope, since, u=upto, o=offset + top,
+                                                                                 q=options)
         else:
-            out["@odata.deltaLink"] = f"{base}/v1.0/{path}?$deltatoken=" + st.token(scope, upto)
+            out["@odata.deltaLink"] = f"{base}/v1.0/{path}?$deltatoken=" + st.token(scope, upto, q=options)
         return Reply(200, out)
 
     # ------------------------------------------------------------------ sites and drives
@@ -235,7 +240,7 @@ class GraphApi:
             return error(400, "invalidRequest", "Delta is only supported on the root of a drive.")
         path = f"drives/{quote(drive_id)}/root/delta"
         return self._delta(f"drive:{drive_id}", query, base, path,
-                           lambda a, b: self.state.drive_changes(drive_id, a, b), self.item_json)
+                           lambda a, b: self.state.drive_changes(drive_id, a, b), lambda x, _: self.item_json(x))
 
     def _item(self, drive_id: str, item_ref: str) -> Item:
         st = self.state
@@ -293,7 +298,8 @@ class GraphApi:
             raise KeyError(folder_ref)
         path = f"users/{quote(mbx)}/mailFolders/{quote(folder_ref)}/messages/delta"
         return self._delta(f"mail:{box.address}:{folder.id}", query, base, path,
-                           lambda a, b: self.state.folder_changes(box.address, folder.id, a, b), self.mail_json)
+                           lambda a, b: self.state.folder_changes(box.address, folder.id, a, b),
+                           lambda x, _: self.mail_json(x))
 
     def messages(self, mbx: str, *, query: dict[str, str], base: str, **_: Any) -> Reply:
         box = self._mailbox(mbx)
@@ -355,12 +361,10 @@ class GraphApi:
         channel = self._channel(tid, cid)
         if not channel.delta_supported:
             return error(400, "BadRequest", "Delta query is not supported for this channel.")
-        expand = "replies" in query.get("$expand", "")
         path = f"teams/{quote(tid)}/channels/{quote(cid)}/messages/delta"
-        reply = self._delta(f"channel:{tid}:{cid}", query, base, path,
-                            lambda a, b: self.state.channel_changes(tid, cid, a, b),
-                            lambda m: self.chat_json(m, expand=expand))
-        return reply
+        return self._delta(f"channel:{tid}:{cid}", query, base, path,
+                           lambda a, b: self.state.channel_changes(tid, cid, a, b),
+                           lambda m, options: self.chat_json(m, expand="replies" in options.get("$expand", "")))
 
     def channel_messages(self, tid: str, cid: str, *, query: dict[str, str], base: str, **_: Any) -> Reply:
         self._channel(tid, cid)
