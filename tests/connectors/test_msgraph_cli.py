@@ -1,0 +1,81 @@
+"""`tacit sync` (the real command, in a subprocess) against the fake Graph, then `tacit export` to read back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from connectors.sandbox.company import facts_for
+from connectors.sandbox.graph import GraphSandbox
+from connectors.sandbox.graph.workspace import Workspace, build_company
+from tests.conftest import write_config
+from tests.connectors.harness_msgraph import source_toml
+
+TEAMS = '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
+
+
+@pytest.fixture
+def sandbox() -> Iterator[tuple[GraphSandbox, Workspace]]:
+    with GraphSandbox(page_size=8) as sb:
+        yield sb, build_company(sb)
+
+
+def tacit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TACIT_CONFIG": str(cwd / "tacit.toml")}
+    return subprocess.run([sys.executable, "-m", "tacit.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_tacit_sync_brings_files_mail_and_teams_threads(sandbox: tuple[GraphSandbox, Workspace], tmp_path: Path,
+                                                       db_url: str) -> None:
+    sb, ws = sandbox
+    write_config(tmp_path, db_url, TEAMS + source_toml(sb, ws, "m365", "platform"))
+    proc = tacit("sync", "m365", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # 7 files of the platform site, Ada's OneDrive note, the long digest mail; 9 mail and 8 Teams threads;
+    # the truncated .docx and the encrypted .pdf fail
+    assert "m365: 9 documents written, 0 unchanged, 17 interactions, 0 tombstones, 2 failures" in proc.stdout
+    assert sb.client_secret not in proc.stdout + proc.stderr
+
+    docs = [json.loads(line) for line in tacit("export", "documents", "--team", "platform",
+                                                  cwd=tmp_path).stdout.splitlines()]
+    assert {d["external_id"] for d in docs} == ws.expected_ids("platform", onedrive=True) - {
+        t for t in ws.teams["platform"].threads}
+    text = "\n".join(d["text"] for d in docs if d["metadata"].get("source") == "drive")
+    for fact in facts_for("platform"):
+        assert fact.statement in text
+    by_title = {d["title"]: d for d in docs}
+    assert by_title["Databases.xlsx"]["text"].startswith("## Databases\n\n| Topic | Statement |")
+    assert by_title["Databases.xlsx"]["metadata"]["folder"] == "/Handbook"
+    assert "user:ada@lumenlabs.example" in by_title["Databases.xlsx"]["acl"]
+
+    threads = [json.loads(line) for line in tacit("export", "interactions", "--team", "platform",
+                                                     cwd=tmp_path).stdout.splitlines()]
+    assert len(threads) == 17 and {t["kind"] for t in threads} == {"thread"}
+    fact = facts_for("platform")[4]  # "What is the primary Postgres cluster called?"
+    mail = next(t for t in threads if t["metadata"]["source"] == "mail"
+                and fact.question in t["messages"][0]["text"])
+    assert fact.statement in mail["messages"][1]["text"] and "From:" not in mail["messages"][1]["text"]
+    chat = next(t for t in threads if t["metadata"]["source"] == "teams" and t["messages"][0]["text"] == fact.question)
+    assert [m["text"] for m in chat["messages"]][:2] == [fact.question, fact.statement]
+    assert chat["metadata"]["channel"] == "Help"
+
+    again = tacit("sync", "m365", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "m365: 0 documents written, 0 unchanged, 0 interactions, 0 tombstones, 0 failures" in again.stdout
+
+
+def test_bad_graph_settings_are_one_line_and_exit_2(tmp_path: Path, sqlite_url: str) -> None:
+    write_config(tmp_path, sqlite_url, TEAMS + '[[sources]]\nname = "m365"\nkind = "msgraph"\nteam = "platform"\n'
+                 'client_id = "abc"\nsites = ["contoso.sharepoint.com:/sites/eng"]\n')
+    proc = tacit("sync", "m365", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "sources.0 (m365)" in proc.stderr and "client credentials need all of tenant_id" in proc.stderr
