@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from connectors.sandbox.notion import TEAMSPACES, NotionSandbox
+from connectors.sandbox.notion import NotionSandbox
 
 #: Fast enough for the suite, slow enough that a sync can be killed in the middle (~500 requests).
 RATE = 250.0
@@ -19,12 +18,7 @@ class NotionHarness:
         self.sandbox = sandbox
 
     def source_block(self, name: str, team: str) -> str:
-        spaces = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in TEAMSPACES.items())
-        return (
-            f'[[sources]]\nname = "{name}"\nkind = "notion"\nteam = "{team}"\n'
-            f'token = "{self.sandbox.token}"\nbase_url = "{self.sandbox.url}"\n'
-            f'rate_limit = {RATE}\ncomments = "blocks"\nteamspaces = {{ {spaces} }}\n\n'
-        )
+        return self.sandbox.source_block(name, team, rate_limit=RATE, comments="blocks")
 
     def inject(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
         self.sandbox.inject(status, count, retry_after)

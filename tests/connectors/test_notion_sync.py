@@ -426,3 +426,28 @@ def test_fetch_turns_a_bad_page_into_a_failure(sandbox: NotionSandbox) -> None:
     sandbox.corrupt_page(page)
     items = list(make(sandbox).fetch([page, sandbox.page_id("support/Refunds")]))
     assert [type(i).__name__ for i in items][:2] == ["Failure", "Document"]
+
+
+def test_workers_sharing_a_redis_budget_stay_within_the_integration_rate(redis_url: str) -> None:
+    """Two syncs of one integration at once (two workers) draw from one budget in Redis."""
+    import threading
+    import uuid
+
+    key = f"notion-shared-{uuid.uuid4().hex[:8]}"
+    with NotionSandbox(rate_limit=80, burst=4) as sb:
+        def worker(results: list[Any]) -> None:
+            source = SourceConfig(name="notion", kind="notion", team="platform", token=sb.token, base_url=sb.url,
+                                  teamspaces=TEAMSPACES)
+            connector = NotionConnector(source, HttpBudget(key, rate=80, burst=3, redis_url=redis_url))
+            results.append(drive(connector.sync(None))[0])
+
+        results: list[Any] = []
+        threads = [threading.Thread(target=worker, args=(results,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 2
+        for items in results:
+            assert {i.external_id for i in items if isinstance(i, Document | Interaction)} == sb.expected_ids("pages")
+        assert sb.by_status[429] == 0  # one shared bucket: together they never outran the sandbox's limit

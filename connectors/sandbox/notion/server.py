@@ -126,6 +126,20 @@ class NotionSandbox:
             raise RuntimeError("the sandbox is not started")
         return self._server.url
 
+    def source_block(self, name: str, team: str, *, rate_limit: float | None = None,
+                     comments: str = "blocks") -> str:
+        """A `tacit.toml` `[[sources]]` block for a Notion source reading this sandbox, with each
+        teamspace mapped to its team (for the demo and the tests)."""
+        from connectors.sandbox.notion.workspace import TEAMSPACES
+
+        spaces = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in TEAMSPACES.items())
+        lines = ["[[sources]]", f'name = "{name}"', 'kind = "notion"', f'team = "{team}"',
+                 f'token = "{self.token}"', f'base_url = "{self.url}"', f'comments = "{comments}"',
+                 f"teamspaces = {{ {spaces} }}"]
+        if rate_limit:
+            lines.append(f"rate_limit = {rate_limit}")
+        return "\n".join(lines) + "\n\n"
+
     # ------------------------------------------------------------------ traffic
     def inject(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
         """The next `count` API requests answer `status` (with Notion's error body)."""
