@@ -348,24 +348,30 @@ def _validate_and_store(state: ApiState, source: str, settings: WebhookSettings,
         event_id, created = store_event(ctx, source, delivery_id, kept, headers=headers, status="rejected",
                                         error=str(exc))
         raise Refused(400, str(exc), exc.reason, event_id=event_id) from None
-    with ctx.session() as session:
-        row = ctx.source_row(session, source)
-        existing = session.execute(select(models.WebhookEvent.id, models.WebhookEvent.status, models.WebhookEvent.error)
-                                   .where(models.WebhookEvent.source_id == row.id,
-                                          models.WebhookEvent.delivery_id == delivery_id)).first()
-    if existing is not None:
-        if existing.status == "rejected":
-            raise Refused(409, f"delivery {delivery_id} was refused earlier ({existing.error}); "
-                          "send the corrected body with a new webhook-id", "rejected_before", event_id=existing.id)
-        return Accepted(existing.id, delivery_id, False, len(records))
     if state.over_backlog():
-        raise Refused(429, f"more than {ctx.config.api.max_backlog} events are waiting to be processed; "
-                      "retry later", "backlog", headers={"Retry-After": str(RETRY_AFTER_S)})
+        existing = _existing(ctx, source, delivery_id)  # a duplicate is still answered as one
+        if existing is None:
+            raise Refused(429, f"more than {ctx.config.api.max_backlog} events are waiting to be processed; "
+                          "retry later", "backlog", headers={"Retry-After": str(RETRY_AFTER_S)})
     event_id, created = accept_event(ctx, source, delivery_id, body.decode("utf-8"), channel="webhook",
                                      headers=headers)
     if created:
         state.counted()
-    return Accepted(event_id, delivery_id, created, len(records))
+        return Accepted(event_id, delivery_id, True, len(records))
+    existing = _existing(ctx, source, delivery_id)
+    if existing is not None and existing.status == "rejected":
+        raise Refused(409, f"delivery {delivery_id} was refused earlier ({existing.error}); "
+                      "send the corrected body with a new webhook-id", "rejected_before", event_id=existing.id)
+    return Accepted(event_id, delivery_id, False, len(records))
+
+
+def _existing(ctx: Context, source: str, delivery_id: str) -> Any:
+    """The stored event with this delivery id (id, status, error), or None."""
+    with ctx.session() as session:
+        row = ctx.source_row(session, source)
+        return session.execute(select(models.WebhookEvent.id, models.WebhookEvent.status, models.WebhookEvent.error)
+                               .where(models.WebhookEvent.source_id == row.id,
+                                      models.WebhookEvent.delivery_id == delivery_id)).first()
 
 
 # ---------------------------------------------------------------------------- health, metrics

@@ -44,7 +44,7 @@ team = "platform"
 name = "signed"
 kind = "webhook"
 team = "platform"
-secret = "%s"
+secret = "{secret}"
 
 [[sources]]
 name = "mapped"
@@ -58,7 +58,7 @@ title = "name"
 kind = "sub"
 messages = "msgs"
 rating = "score"
-""" % SECRET
+""".replace("{secret}", SECRET)
 
 FUZZ = settings(max_examples=200, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

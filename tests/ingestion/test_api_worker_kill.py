@@ -7,7 +7,6 @@ all runs (the killed one included), and each event finished exactly one run.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
