@@ -35,6 +35,10 @@ class NotFound(ConnectorError):
 class ItemError(ConnectorError):
     """One object cannot be read (403, 400, an unexpected payload); other objects still can."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class NotionApi:
     """Thin, typed-at-the-edges access to the endpoints the connector reads."""
@@ -133,4 +137,4 @@ def _mapped(exc: HTTPResponseError) -> ConnectorError:
         return NotFound(message)
     if status in (429, 409) or status >= 500 or status == 0:
         return TransientError(f"Notion answered {status} {code} after every retry: {message}")
-    return ItemError(f"Notion answered {status} {code}: {message}")
+    return ItemError(f"Notion answered {status} {code}: {message}", status)

@@ -237,6 +237,7 @@ class _PageReader:
         self.hierarchy = Hierarchy(api, settings.teamspaces, team)
         self.trees = TreeReader(api, self.hierarchy.block_pages)
         self.properties = PropertyRenderer(self.users.name, self.hierarchy.title)
+        self.comments_forbidden = False
 
     def alive(self, page_id: str) -> dict[str, Any] | None:
         """The page if the integration can still read it and it is not in the trash."""
@@ -254,7 +255,7 @@ class _PageReader:
         pid = page["id"]
         before = previous.discussions if previous else ()
         try:
-            document, interactions = self._read(page)
+            document, interactions, comments_read = self._read(page)
         except AuthError:
             raise
         except NotFound:
@@ -273,7 +274,11 @@ class _PageReader:
                 KnownPage(None, before), False
         now = {i.external_id for i in interactions}
         records: list[Record] = [document, *interactions]
-        records += [Tombstone(external_id=d, reason="discussion resolved or deleted") for d in before if d not in now]
+        if comments_read:
+            records += [Tombstone(external_id=d, reason="discussion resolved or deleted")
+                        for d in before if d not in now]
+        else:  # not readable now: what was stored stays
+            now |= set(before)
         return records, KnownPage(self._settled(page), tuple(sorted(now))), False
 
     def _settled(self, page: dict[str, Any]) -> int | None:
@@ -281,7 +286,8 @@ class _PageReader:
         horizon = to_minutes(datetime.now(UTC) - timedelta(minutes=self.settings.overlap_minutes))
         return edited if edited is not None and horizon is not None and edited < horizon else None
 
-    def _read(self, page: dict[str, Any]) -> tuple[Document, list[Interaction]]:
+    def _read(self, page: dict[str, Any]) -> tuple[Document, list[Interaction], bool]:
+        """The page as a document, its discussions, and whether discussions could be read."""
         pid = page["id"]
         title = page_title(page)
         nodes = self.trees.read(pid)
@@ -307,12 +313,22 @@ class _PageReader:
             parent_external_id=self.hierarchy.parent_page(page), acl=acl, metadata=metadata,
         )
         interactions: list[Interaction] = []
-        if self.settings.comments != "off":
-            interactions += discussions(self.api, self.users, pid, page_id=pid, acl=acl)
-        if self.settings.comments == "blocks":
-            for block_id in _own_blocks(nodes):
-                interactions += discussions(self.api, self.users, block_id, page_id=pid, acl=acl, on_block=True)
-        return document, interactions
+        if self.settings.comments != "off" and not self.comments_forbidden:
+            targets = [(pid, False)]
+            if self.settings.comments == "blocks":
+                targets += [(block_id, True) for block_id in _own_blocks(nodes)]
+            try:
+                for target, on_block in targets:
+                    interactions += discussions(self.api, self.users, target, page_id=pid, acl=acl, on_block=on_block)
+            except ItemError as exc:
+                if exc.status != 403:
+                    raise
+                # The integration lacks the "read comments" capability: pages still come in.
+                log.warning("notion: comments cannot be read (%s); syncing pages without them", exc)
+                self.comments_forbidden = True
+                interactions = []
+        read = self.settings.comments == "off" or not self.comments_forbidden
+        return document, interactions, read
 
     def block_discussions(self, page_id: str, block_id: str) -> list[Record]:
         page = self.alive(page_id)

@@ -8,9 +8,12 @@ alone, once. https://developers.notion.com/reference/get-users
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from connectors.notion.client import ItemError, NotFound, NotionApi
+
+log = logging.getLogger(__name__)
 
 UNKNOWN = "Unknown user"
 
@@ -39,8 +42,11 @@ class UserDirectory:
             return UNKNOWN
         if user not in self._names and not self._listed:
             self._listed = True
-            for entry in self.api.users():
-                self.remember(entry)
+            try:
+                for entry in self.api.users():
+                    self.remember(entry)
+            except ItemError as exc:  # an integration without "read user information" gets 403
+                log.warning("notion: the user directory cannot be read (%s); names come from the objects", exc)
         if user not in self._names:
             try:
                 self.remember(self.api.user(user))

@@ -451,3 +451,19 @@ def test_workers_sharing_a_redis_budget_stay_within_the_integration_rate(redis_u
         for items in results:
             assert {i.external_id for i in items if isinstance(i, Document | Interaction)} == sb.expected_ids("pages")
         assert sb.by_status[429] == 0  # one shared bucket: together they never outran the sandbox's limit
+
+
+def test_an_integration_without_comment_or_user_capabilities_still_syncs_pages(sandbox: NotionSandbox) -> None:
+    connector = make(sandbox)
+    _, checkpoint = drive(connector.sync(None))
+    sandbox.forbidden |= {"/v1/comments", "/v1/users"}
+    page = sandbox.page_id("support/Escalation")
+    sandbox.edit_page(page, "Kestrel is down on Sundays.", at=datetime.now(UTC) - timedelta(minutes=30))
+    sandbox.reset_counts()
+    items, checkpoint = drive(connector.sync(checkpoint))
+    assert [type(i).__name__ for i in items] == ["Document"]  # no failure, no tombstone for its discussions
+    assert sandbox.count("/v1/comments") == 1  # tried once, then not again in this sync
+    doc = items[0]
+    assert doc.text.endswith("Kestrel is down on Sundays.") and doc.authors == []  # names unknown without users
+    sandbox.forbidden.clear()
+    assert checkpoint.known_pages()[page].discussions  # kept for when comments are readable again

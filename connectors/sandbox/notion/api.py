@@ -35,6 +35,7 @@ ERROR_CODES = {
 }
 MESSAGES = {
     401: "API token is invalid.",
+    403: "Insufficient permissions for this endpoint.",
     429: "You have been rate limited. Please try again in a few minutes.",
     500: "Unexpected error occurred.",
     503: "Notion is unavailable, please try again later.",

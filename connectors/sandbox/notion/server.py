@@ -101,6 +101,9 @@ class NotionSandbox:
         self.verification_token: str | None = None
         self.deliveries: list[tuple[dict[str, Any], int]] = []
         self._corrupt: set[str] = set()
+        #: Paths (and the paths below them) answered 403 `restricted_resource`: an integration
+        #: without a capability (read comments, read user information).
+        self.forbidden: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> NotionSandbox:
@@ -154,6 +157,8 @@ class NotionSandbox:
                 fault = self._faults.pop(0)
                 self.by_status[fault[0]] += 1
                 return fault
+            if any(path == p or path.startswith(p + "/") for p in self.forbidden):
+                return 403, None
         return None
 
     def _throttle(self) -> int | None:
