@@ -125,12 +125,14 @@ async def notion_webhook(source: str, request: Request, ctx: Context = Depends(g
 
 # --------------------------------------------------------------------------- processing
 def plan(payload: dict[str, Any], comments_mode: str) -> tuple[str, list[str]]:
-    """What an event asks for: ("fetch", ids), ("sync", []) or ("ignore", [])."""
+    """What an event asks for: ("fetch", ids), ("fetch_tree", [page]), ("sync", []) or ("ignore", [])."""
     kind = payload.get("type")
     entity = payload.get("entity")
     if not isinstance(kind, str) or not isinstance(entity, dict) or not isinstance(entity.get("id"), str):
         raise EventRejected("a Notion event needs `type` and `entity.id`")
     data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    if kind == "page.moved":
+        return "fetch_tree", [entity["id"]]  # below it, the ACL may have changed too
     if kind.startswith("page."):
         return "fetch", [entity["id"]]
     if kind.startswith("comment."):
@@ -160,7 +162,32 @@ def process_notion_event(ctx: Context, event: models.WebhookEvent, source_name: 
         return None
     if action == "sync":
         return run_sync(ctx, source_name)
+    if action == "fetch_tree":
+        ids = ids + _descendants(ctx, source_name, ids[0])
     return fetch_and_reconcile(ctx, source_name, ids)
+
+
+def _descendants(ctx: Context, source_name: str, page_id: str) -> list[str]:
+    """Stored pages below `page_id` (through `parent_external_id`), nearest first."""
+    from connectors.notion.hierarchy import norm_id
+
+    with ctx.session() as session:
+        source = ctx.source_row(session, source_name)
+        links = session.execute(select(models.Document.external_id, models.Document.parent_external_id).where(
+            models.Document.source_id == source.id, models.Document.deleted_at.is_(None),
+            models.Document.parent_external_id.is_not(None))).all()
+    children: dict[str, list[str]] = {}
+    for child, parent in links:
+        children.setdefault(parent, []).append(child)
+    out: list[str] = []
+    queue, seen = [norm_id(page_id)], {norm_id(page_id)}
+    while queue:
+        for child in children.get(queue.pop(0), []):
+            if child not in seen:
+                seen.add(child)
+                out.append(child)
+                queue.append(child)
+    return out
 
 
 def fetch_and_reconcile(ctx: Context, source_name: str, ids: list[str]) -> SyncSummary:

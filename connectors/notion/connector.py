@@ -42,7 +42,7 @@ from connectors.base import (
 )
 from connectors.base import Checkpoint as BaseCheckpoint
 from connectors.notion.blocks import Node, Renderer, TreeReader
-from connectors.notion.checkpoint import KnownPage, NotionCheckpoint, to_minutes
+from connectors.notion.checkpoint import KnownPage, NotionCheckpoint, parent_key, to_minutes
 from connectors.notion.client import ItemError, NotFound, NotionApi
 from connectors.notion.comments import discussions
 from connectors.notion.hierarchy import Hierarchy, norm_id, page_title
@@ -143,7 +143,8 @@ class NotionConnector(Connector):
         if gone:
             yield mark()
 
-        plan = sorted((p for p in listed.values() if _changed(p, known.get(p["id"]))),
+        moved = self._moved(reader, listed, known)
+        plan = sorted((p for p in listed.values() if p["id"] in moved or _changed(p, known.get(p["id"]))),
                       key=lambda p: (p["last_edited_time"], p["id"]))
         log.info("notion %s: %d pages listed, %d to read, %d gone", self.source.name, len(listed), len(plan), gone)
         transient = 0
@@ -161,6 +162,28 @@ class NotionConnector(Connector):
                 yield mark()
         return NotionCheckpoint.build(known, newest=newest,
                                       partial_listings=0 if complete else cp.partial_listings + 1)
+
+    @staticmethod
+    def _moved(reader: _PageReader, listed: dict[str, dict[str, Any]], known: dict[str, KnownPage]) -> set[str]:
+        """Pages whose parent changed since they were stored, and every listed page below them:
+        moving does not touch `last_edited_time`, but it can change the teamspace, hence the ACL."""
+        moved = {pid for pid, page in listed.items()
+                 if pid in known and known[pid].parent is not None and known[pid].parent != parent_key(page)}
+        if not moved:
+            return set()
+        affected = set(moved)
+        for pid, page in listed.items():
+            seen = {pid}
+            parent = reader.hierarchy.parent_page(page)
+            while parent is not None and parent not in seen:
+                if parent in moved:
+                    affected.add(pid)
+                    break
+                seen.add(parent)
+                above = listed.get(parent) or reader.hierarchy.page(parent)
+                parent = reader.hierarchy.parent_page(above) if above else None
+        log.info("notion: %d pages moved, %d pages below them to read again", len(moved), len(affected) - len(moved))
+        return affected
 
     def _listing(self, reader: _PageReader, since: datetime | None) -> dict[str, dict[str, Any]]:
         listed: dict[str, dict[str, Any]] = {}
@@ -264,14 +287,14 @@ class _PageReader:
                 gone += [Tombstone(external_id=d, reason="its page is gone") for d in before]
                 return gone, None, False
             return [Failure(external_id=pid, message=f"{_label(page)}: a block went missing while reading",
-                             retryable=True)], KnownPage(None, before), False
+                             retryable=True)], KnownPage(None, before, parent_key(page)), False
         except TransientError as exc:
             return [Failure(external_id=pid, message=f"{_label(page)}: {exc}", retryable=True)], \
-                KnownPage(None, before), True
+                KnownPage(None, before, parent_key(page)), True
         except ITEM_ERRORS as exc:
             log.warning("notion page %s could not be read: %s", pid, exc)
             return [Failure(external_id=pid, message=f"{_label(page)}: {type(exc).__name__}: {exc}")], \
-                KnownPage(None, before), False
+                KnownPage(None, before, parent_key(page)), False
         now = {i.external_id for i in interactions}
         records: list[Record] = [document, *interactions]
         if comments_read:
@@ -279,7 +302,7 @@ class _PageReader:
                         for d in before if d not in now]
         else:  # not readable now: what was stored stays
             now |= set(before)
-        return records, KnownPage(self._settled(page), tuple(sorted(now))), False
+        return records, KnownPage(self._settled(page), tuple(sorted(now)), parent_key(page)), False
 
     def _settled(self, page: dict[str, Any]) -> int | None:
         edited = to_minutes(page["last_edited_time"])

@@ -278,6 +278,22 @@ def test_trashed_and_unshared_pages_become_tombstones_with_their_discussions(san
     assert set(docs_of(items)) == back
 
 
+def test_a_page_moved_to_another_teamspace_takes_its_subtree_with_it(sandbox: NotionSandbox) -> None:
+    connector = make(sandbox)
+    _, checkpoint = drive(connector.sync(None))
+    page = sandbox.page_id("platform/Databases")
+    below = {sandbox.page_id("platform/failover-drill"), sandbox.page_id("platform/drill-timeline")}
+    sandbox.move_page(page, sandbox.page_id("research/root"))  # no edit time changes anywhere
+    items, checkpoint = drive(connector.sync(checkpoint))
+    docs = docs_of(items)
+    assert set(docs) == {page} | below
+    assert all(d.acl == ["team:research"] and d.metadata["teamspace"] == "Research" for d in docs.values())
+    assert docs[page].parent_external_id == sandbox.page_id("research/root")
+    threads = [i for i in items if isinstance(i, Interaction)]
+    assert threads and all(t.acl == ["team:research"] for t in threads)
+    assert drive(connector.sync(checkpoint))[0] == []
+
+
 def test_early_stopping_listing_and_a_complete_one_every_n_syncs() -> None:
     with NotionSandbox(build_workspace(extra_pages=250)) as sb:
         connector = make(sb, tombstone_scan_every=2)

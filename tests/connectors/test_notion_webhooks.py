@@ -190,7 +190,22 @@ def test_data_source_and_unknown_events(wctx: Context, sandbox: NotionSandbox, r
     assert "- **Random seed**: 1729" in document(wctx, row).text
     assert second["status"] == "processed" and second.get("documents_written") is None
     assert plan({"type": "data_source.content_updated", "entity": {"id": ds}}, "pages") == ("sync", [])
-    assert plan({"type": "page.moved", "entity": {"id": row}}, "pages") == ("fetch", [row])
+    assert plan({"type": "page.moved", "entity": {"id": row}}, "pages") == ("fetch_tree", [row])
+    assert plan({"type": "page.undeleted", "entity": {"id": row}}, "pages") == ("fetch", [row])
+
+
+def test_a_moved_page_event_refreshes_the_acl_below_it(wctx: Context, sandbox: NotionSandbox,
+                                                       receiver: Receiver) -> None:
+    assert run_sync(wctx, "eng").status == "succeeded"
+    sandbox.subscribe(receiver.url)
+    page = sandbox.page_id("platform/Databases")
+    below = [sandbox.page_id("platform/failover-drill"), sandbox.page_id("platform/drill-timeline")]
+    sandbox.move_page(page, sandbox.page_id("support/root"))
+    [result] = receiver.process(wctx)
+    assert result["documents_written"] == 3
+    for external_id in [page, *below]:
+        assert document(wctx, external_id).acl == ["team:support"]
+    assert all(t.acl == ["team:support"] for t in live_interactions(wctx, page).values())
 
 
 def test_the_webhook_service_mounts_the_notion_route(wctx: Context) -> None:

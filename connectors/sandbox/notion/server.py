@@ -261,6 +261,24 @@ class NotionSandbox:
             self._emit("page.created", page.id)
         return page.id
 
+    def move_page(self, page_id: str, new_parent_id: str, *, notify: bool = True) -> None:
+        """Move a page under another page (perhaps in another teamspace). `last_edited_time` is left
+        alone, on the page and below it: the case a client cannot see from edit times."""
+        ws = self.workspace
+        with ws.lock:
+            page = ws.pages[page_id]
+            old = ws._parent_page(page)
+            if old is not None and page_id in ws.pages[old].children:
+                ws.pages[old].children.remove(page_id)
+            elif page.parent.get("type") == "block_id":
+                ws.blocks[page.parent["block_id"]].children.remove(page_id)
+            page.parent = {"type": "page_id", "page_id": new_parent_id}
+            ws.pages[new_parent_id].children.append(page_id)
+            if page_id in ws.blocks:
+                ws.blocks[page_id].parent = dict(page.parent)
+        if notify:
+            self._emit("page.moved", page_id, data={"parent": {"id": new_parent_id, "type": "page"}})
+
     def delete_page(self, page_id: str, *, notify: bool = True) -> list[str]:
         """Move a page (and the pages below it) to the trash; returns every trashed page id."""
         ws = self.workspace
