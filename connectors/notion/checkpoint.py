@@ -13,7 +13,7 @@ and the discussions it carried. The next sync compares the listing with it:
   rounds `last_edited_time` down to the minute, so a second edit in that same minute would not
   change it; an unsettled page is read once more by the next sync.
 
-The map is JSON, zlib-compressed and base64-encoded (ids without dashes): about 20 bytes a page.
+The map is JSON, zlib-compressed and base64-encoded (ids without dashes): about 40 bytes a page.
 """
 
 from __future__ import annotations
