@@ -50,6 +50,7 @@ _TOKEN_SHAPES = [
     re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),  # Hugging Face
     re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"),
 ]
+_ANY_TOKEN = re.compile("|".join(f"(?:{shape.pattern})" for shape in _TOKEN_SHAPES))
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
     re.S)
@@ -78,9 +79,8 @@ def scrub(text: str, config: HygieneConfig, counts: Counter[str] | None = None) 
         tally["private_key"] += n
         text, n = _URL_CREDENTIALS.subn(lambda m: m.group(1) + "[CREDENTIALS]@", text)
         tally["url_credentials"] += n
-        for shape in _TOKEN_SHAPES:
-            text, n = shape.subn(SECRET, text)
-            tally["token"] += n
+        text, n = _ANY_TOKEN.subn(SECRET, text)
+        tally["token"] += n
         text, n = _BEARER.subn(lambda m: f"{m.group(1)} {SECRET}", text)
         tally["token"] += n
 

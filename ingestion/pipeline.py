@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 PAGE = 64  # records per write transaction
 SCAN = 1000  # ids looked at per query when finding pending records
-WRITE_BATCH = 200
 STATE_KEY = "processing"
 Progress = Callable[..., None]
 
@@ -376,10 +375,9 @@ class _TeamRun:
                            "ordinal": i, "text": c.text, "token_count": c.token_count,
                            "heading_path": c.heading_path, "content_hash": _sha(c.text), "created_at": now}
                           for i, c in enumerate(chunks)]
-                for batch in _batches(values, WRITE_BATCH):
-                    stmt = _insert(s, models.Chunk.__table__).values(list(batch)).on_conflict_do_nothing(
-                        index_elements=["document_id", "document_version", "ordinal"]).returning(models.Chunk.id)
-                    self.stats["chunks_written"] += len(s.scalars(stmt).all())
+                stmt = _insert(s, models.Chunk.__table__).on_conflict_do_nothing(
+                    index_elements=["document_id", "document_version", "ordinal"]).returning(models.Chunk.id)
+                self.stats["chunks_written"] += len(s.scalars(stmt, values).all())
                 chunk_ids = dict(s.execute(select(models.Chunk.ordinal, models.Chunk.id).where(
                     models.Chunk.document_id == r.id, models.Chunk.document_version == r.version)).all())
             for d in drafts:
@@ -414,21 +412,21 @@ class _TeamRun:
         """Insert new examples; an identical retired one comes back (with new provenance), and a
         live one of the same record is kept with its id. Returns the ids written or kept."""
         unique = list({r["content_hash"]: r for r in reversed(rows)}.values())[::-1]
-        kept: set[int] = set()
+        if not unique:
+            return set()
         table = models.Example.__table__
-        for batch in _batches(unique, WRITE_BATCH):
-            stmt = _insert(s, table).values(list(batch))
-            ex = stmt.excluded
-            same_record = or_(table.c.retired_at.is_not(None), table.c.document_id == ex.document_id,
-                              table.c.interaction_id == ex.interaction_id)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["team_id", "content_hash"],
-                set_={"retired_at": None, "chunk_id": ex.chunk_id, "document_id": ex.document_id,
-                      "interaction_id": ex.interaction_id, "origin": ex.origin, "token_count": ex.token_count},
-                where=same_record,
-            ).returning(table.c.id)
-            kept.update(s.scalars(stmt))
-        return kept
+        stmt = _insert(s, table)
+        ex = stmt.excluded
+        same_record = or_(table.c.retired_at.is_not(None), table.c.document_id == ex.document_id,
+                          table.c.interaction_id == ex.interaction_id)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["team_id", "content_hash"],
+            set_={"retired_at": None, "chunk_id": ex.chunk_id, "document_id": ex.document_id,
+                  "interaction_id": ex.interaction_id, "origin": ex.origin, "token_count": ex.token_count},
+            where=same_record,
+        ).returning(table.c.id)
+        # One compiled statement, sent in multi-row batches by SQLAlchemy ("insertmanyvalues").
+        return set(s.scalars(stmt, unique))
 
     def _live(self, s: Session, cond: Any) -> dict[int, int]:
         """Live examples matching `cond`: id → team id."""

@@ -1,0 +1,267 @@
+"""Processing: chunking throughput beside LangChain and semchunk; corpus → examples end to end.
+
+1. **Chunking** (MB/s) of a generated Markdown corpus (headings, paragraphs, lists, tables,
+   code, "key: value" lines; ~50 MB by default) with SmolLM2's tokenizer, at the same chunk
+   size (256 tokens, no overlap), one document at a time for every splitter:
+   `ingestion.chunking.chunk_markdown`, langchain-text-splitters'
+   `RecursiveCharacterTextSplitter.from_huggingface_tokenizer` and `semchunk.chunkerify`.
+   The two baselines are measured on a slice of the corpus (they run at well under 1 MB/s on
+   two cores); Tacit runs on the whole corpus *and* on the same slice, so the ratios compare
+   like with like. Chunks over the token limit are counted for each splitter, afterwards.
+2. **End to end** (documents/s): `process_team` from stored documents to examples, on SQLite and
+   on PostgreSQL (a database of its own on the TACIT_TEST_POSTGRES_URL server, dropped after),
+   for two corpus sizes, each in a fresh process, with peak memory growth (VmHWM − VmRSS before
+   processing): it must not grow with the corpus.
+
+    .venv/bin/python benchmarks/bench_chunking.py [--mb 50] [--slice-mb 4] [--docs 300 1200]
+
+Install the baselines with `pip install -e '.[bench]'`; source `.test-services/env` for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TACIT_MODELS_DIR", str(ROOT / ".tacit" / "models"))
+os.environ.setdefault("TACIT_SECRET_KEY", "ZmRlYWRiZWVmZGVhZGJlZWZkZWFkYmVlZmRlYWRiZWU=")
+
+MAX_TOKENS = 256
+WORDS = ("deploy freeze pipeline cluster backup quota service owner catalog incident handoff refund ticket "
+         "escalation queue customer enterprise standard response policy database replica region latency budget "
+         "the a of to and in is for on with that by this be are from at as it we our team must should will "
+         "every week day hour minute Thursday Monday Skylark Basalt Nimbus Atlas Kestrel Harbor Halcyon").split()
+
+
+# --------------------------------------------------------------------------- corpus
+def _sentence(r: random.Random) -> str:
+    words = [r.choice(WORDS) for _ in range(r.randint(6, 22))]
+    if r.random() < 0.2:
+        words.insert(r.randint(1, len(words) - 1), str(r.randint(1, 9999)))
+    return " ".join(words).capitalize() + r.choice(".....?!")
+
+
+def _para(r: random.Random) -> str:
+    return " ".join(_sentence(r) for _ in range(r.randint(1, 7)))
+
+
+def document(r: random.Random, i: int) -> str:
+    out = [f"# Document {i}: {r.choice(WORDS)} {r.choice(WORDS)}", "", _para(r), ""]
+    for _ in range(r.randint(2, 6)):
+        out += [f"## {r.choice(WORDS).capitalize()} {r.choice(WORDS)}", ""]
+        for _ in range(r.randint(1, 4)):
+            k = r.random()
+            if k < 0.55:
+                out += [_para(r), ""]
+            elif k < 0.7:
+                out += [f"- {_sentence(r)}" for _ in range(r.randint(2, 6))] + [""]
+            elif k < 0.8:
+                out += ["| Name | Owner | Value |", "|---|---|---|"]
+                out += [f"| {r.choice(WORDS)}-{j} | {r.choice(WORDS)} | {r.randint(1, 999)} |"
+                        for j in range(r.randint(2, 12))] + [""]
+            elif k < 0.9:
+                out += ["```python"] + [f"x_{j} = compute({r.randint(0, 99)})  # {r.choice(WORDS)}"
+                                        for j in range(r.randint(2, 15))] + ["```", ""]
+            else:
+                out += [f"{r.choice(WORDS).capitalize()} {r.choice(WORDS)}: {r.choice(WORDS)} {r.randint(1, 99)}"
+                        for _ in range(r.randint(2, 5))] + [""]
+            if r.random() < 0.3:
+                out += [f"### {r.choice(WORDS).capitalize()}", "", _para(r), ""]
+    return "\n".join(out)
+
+
+def corpus(mb: float, seed: int = 0) -> list[str]:
+    r = random.Random(seed)
+    docs: list[str] = []
+    size = 0
+    while size < mb * 1e6:
+        docs.append(document(r, len(docs)))
+        size += len(docs[-1].encode())
+    return docs
+
+
+def megabytes(docs: list[str]) -> float:
+    return sum(len(d.encode()) for d in docs) / 1e6
+
+
+# --------------------------------------------------------------------------- chunking
+def timed(fn: Any, docs: list[str]) -> tuple[float, list[list[str]]]:
+    start = time.perf_counter()
+    out = [fn(d) for d in docs]
+    return time.perf_counter() - start, out
+
+
+def over_limit(tok: Any, chunks: list[list[str]]) -> int:
+    texts = [c for cs in chunks for c in cs]
+    encs = tok.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    return sum(len(e) > MAX_TOKENS for e in encs)
+
+
+def bench_chunking(mb: float, slice_mb: float) -> None:
+    from ingestion.chunking import chunk_markdown
+    from training.base_models import load_tokenizer
+
+    tok = load_tokenizer("smollm2-135m")
+    docs = corpus(mb)
+    part = corpus(slice_mb, seed=1)
+    print(f"corpus: {len(docs)} documents, {megabytes(docs):.1f} MB; baseline slice: {len(part)} documents, "
+          f"{megabytes(part):.1f} MB; SmolLM2 tokenizer, {MAX_TOKENS} tokens, no overlap, one document at a time")
+
+    def tacit(d: str) -> list[str]:
+        return [c.text for c in chunk_markdown(d, tokenizer=tok, max_tokens=MAX_TOKENS)]
+
+    results: dict[str, tuple[float, int, int]] = {}
+    t, out = timed(tacit, part)
+    results["tacit (slice)"] = (megabytes(part) / t, sum(map(len, out)), over_limit(tok, out))
+    try:
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+        splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(tok, chunk_size=MAX_TOKENS,
+                                                                             chunk_overlap=0)
+        t, out = timed(splitter.split_text, part)
+        results["langchain RecursiveCharacterTextSplitter (slice)"] = (
+            megabytes(part) / t, sum(map(len, out)), over_limit(tok, out))
+    except ImportError:
+        print("langchain-text-splitters is not installed (pip install -e '.[bench]'): skipped")
+    try:
+        import semchunk
+
+        chunker = semchunk.chunkerify(tok, MAX_TOKENS)
+        t, out = timed(chunker, part)
+        results["semchunk (slice)"] = (megabytes(part) / t, sum(map(len, out)), over_limit(tok, out))
+    except ImportError:
+        print("semchunk is not installed (pip install -e '.[bench]'): skipped")
+    t, out = timed(tacit, docs)
+    results[f"tacit (whole {megabytes(docs):.0f} MB corpus)"] = (megabytes(docs) / t, sum(map(len, out)),
+                                                                  over_limit(tok, out))
+    anchor = results["tacit (slice)"][0]
+    print(f"{'splitter':<52} {'MB/s':>7} {'chunks':>8} {'over limit':>10} {'tacit is':>9}")
+    for name, (rate, n, over) in results.items():
+        ratio = "" if name.startswith("tacit") else f"{anchor / rate:7.2f}x"
+        print(f"{name:<52} {rate:7.2f} {n:8d} {over:10d} {ratio:>9}")
+
+
+# --------------------------------------------------------------------------- end to end
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def worker(url: str, n_docs: int) -> dict[str, Any]:
+    """Store `n_docs` documents (plus a thread per ten), then time `process_team` on them."""
+    from connectors.base import Document, Interaction, Message
+    from ingestion.pipeline import process_team
+    from ingestion.runner import ingest_records
+    from tacit.config import parse_config
+    from tacit.context import Context
+    from training.base_models import load_tokenizer
+
+    data = Path(tempfile.mkdtemp(prefix="tacit-bench-"))
+    config = parse_config({
+        "storage": {"database_url": url, "data_dir": str(data)},
+        "teams": [{"name": "bench", "base_model": "smollm2-135m"}],
+        "sources": [{"name": "wiki", "kind": "webhook", "team": "bench"}],
+    })
+    ctx = Context(config)
+    load_tokenizer("smollm2-135m", ctx.data_dir)
+    r = random.Random(n_docs)
+    records: list[Any] = [Document(external_id=f"d{i}", title=f"Page {i}", text=document(r, i)) for i in range(n_docs)]
+    records += [Interaction(external_id=f"t{i}", kind="thread", messages=[
+        Message(author="a", text=f"Where is service {i} deployed?"),
+        Message(author="b", text=f"Service {i} runs in region eu-west-{i % 3}."),
+        Message(author="a", text="Thanks!")]) for i in range(n_docs // 10)]
+    ingest_records(ctx, "wiki", records, batch_size=500)
+    mb = sum(len(getattr(x, "text", "").encode()) for x in records) / 1e6
+    del records
+    before = _rss_kb("VmRSS")
+    start = time.perf_counter()
+    result = process_team(ctx, "bench")
+    elapsed = time.perf_counter() - start
+    return {"docs": n_docs, "mb": mb, "seconds": elapsed, "docs_per_s": n_docs / elapsed,
+            "mb_per_s": mb / elapsed, "peak_growth_mb": (_rss_kb("VmHWM") - before) / 1024,
+            "examples": result["examples_written"], "chunks": result["chunks_written"]}
+
+
+def _postgres_database() -> tuple[str, Any] | None:
+    base = os.environ.get("TACIT_TEST_POSTGRES_URL")
+    if not base:
+        return None
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(os.environ.get("TACIT_TEST_PG_ADMIN_URL") or base, isolation_level="AUTOCOMMIT")
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return base.rsplit("/", 1)[0] + "/" + name, drop
+
+
+def bench_end_to_end(sizes: list[int]) -> None:
+    targets: list[tuple[str, Any]] = [("sqlite", None)]
+    if os.environ.get("TACIT_TEST_POSTGRES_URL"):
+        targets.append(("postgresql", None))
+    else:
+        print("TACIT_TEST_POSTGRES_URL is not set (source .test-services/env): PostgreSQL skipped")
+    print(f"\n{'database':<11} {'documents':>9} {'MB':>6} {'docs/s':>8} {'MB/s':>6} {'chunks':>7} "
+          f"{'examples':>9} {'peak memory growth':>19}")
+    for dialect, _ in targets:
+        for n in sizes:
+            tmp = Path(tempfile.mkdtemp(prefix="tacit-bench-db-"))
+            drop = None
+            if dialect == "sqlite":
+                url = f"sqlite:///{tmp / 'bench.db'}"
+            else:
+                made = _postgres_database()
+                assert made is not None
+                url, drop = made
+            try:
+                proc = subprocess.run([sys.executable, __file__, "--worker", url, str(n)], capture_output=True,
+                                      text=True, timeout=1800)
+                if proc.returncode != 0:
+                    print(proc.stderr[-3000:])
+                    raise SystemExit(f"end-to-end worker failed on {dialect}")
+                res = json.loads(proc.stdout.strip().splitlines()[-1])
+            finally:
+                if drop:
+                    drop()
+            print(f"{dialect:<11} {res['docs']:9d} {res['mb']:6.1f} {res['docs_per_s']:8.1f} {res['mb_per_s']:6.2f} "
+                  f"{res['chunks']:7d} {res['examples']:9d} {res['peak_growth_mb']:16.1f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--mb", type=float, default=50.0, help="size of the generated corpus for Tacit")
+    parser.add_argument("--slice-mb", type=float, default=4.0, help="slice on which all splitters run")
+    parser.add_argument("--docs", type=int, nargs="+", default=[300, 1200], help="end-to-end corpus sizes")
+    parser.add_argument("--skip-chunking", action="store_true")
+    parser.add_argument("--worker", nargs=2, metavar=("URL", "DOCS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]))))
+        return
+    if not args.skip_chunking:
+        bench_chunking(args.mb, args.slice_mb)
+    bench_end_to_end(args.docs)
+
+
+if __name__ == "__main__":
+    main()
