@@ -124,6 +124,7 @@ class _TeamRun:
 
     # ------------------------------------------------------------------ driver
     def run(self) -> dict[str, Any]:
+        self._reroute()
         self._retire_deleted()
         if self.progress:
             self._total = self._count_pending()
@@ -139,7 +140,7 @@ class _TeamRun:
         self._report("done", final=True)
         keys = ["documents_processed", "documents_duplicate", "chunks_written", "chunks_retired",
                 "interactions_processed", "examples_written", "examples_retired", "documents_deleted",
-                "interactions_deleted", "adapters_flagged", "skipped_unchanged", "skipped_concurrent"]
+                "interactions_deleted", "adapters_flagged", "skipped_unchanged", "skipped_concurrent", "rerouted"]
         result: dict[str, Any] = {"team": self.team}
         result.update({k: self.stats.get(k, 0) for k in keys})
         for k in ("teacher_examples", "teacher_failures", "boilerplate_lines"):
@@ -216,6 +217,65 @@ class _TeamRun:
                                           models.Document.external_id.in_(batch))):
                     out[(d.source_id, d.external_id)] = self.router.team_for(d.source_id, d.acl)
         return out
+
+    # ------------------------------------------------------------------ re-routing
+    def _reroute(self) -> None:
+        """When the mapping of records to teams changed in `tacit.toml` (principals, teams,
+        sources), records processed for a team they no longer map to have their examples
+        retired (that team's adapters are flagged, as for a deletion) and are processed again
+        for the team they map to now. Costs one scan of the corpus, only after such a change."""
+        fingerprint = self.router.fingerprint()
+        with self.ctx.session() as s:
+            states = s.execute(select(models.Source.state)).scalars().all()
+        if all(((st or {}).get(STATE_KEY) or {}).get("routing") == fingerprint for st in states):
+            return
+        names = {v: k for k, v in self.team_ids.items()}
+        for model, what in ((models.Document, "document"), (models.Interaction, "interaction")):
+            is_doc = model is models.Document
+            last = 0
+            while True:
+                cols = [model.id, model.source_id, model.acl, model.team_id]
+                if not is_doc:
+                    cols.append(model.document_external_id)
+                with self.ctx.session() as s:
+                    rows = s.execute(select(*cols).where(model.deleted_at.is_(None), model.processed_hash.is_not(None),
+                                                         model.id > last).order_by(model.id).limit(SCAN)).all()
+                    if not rows:
+                        break
+                    last = rows[-1].id
+                    parents = {} if is_doc else self._parent_teams(s, rows)
+                    moved: dict[tuple[int, str], list[int]] = {}
+                    for r in rows:
+                        team = self.router.team_for(r.source_id, r.acl, None if is_doc else
+                                                    parents.get((r.source_id, r.document_external_id)))
+                        if self.team_ids.get(team) != r.team_id:
+                            moved.setdefault((r.team_id, team), []).append(r.id)
+                    for (old, team), ids in moved.items():
+                        self._unroute(s, model, ids, f"{len(ids)} {what}(s) that fed team {names.get(old, old)} "
+                                                     f"now feed team {team} (team mapping changed in tacit.toml)")
+        with self.ctx.session() as s:
+            stmt = select(models.Source)
+            if s.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update()
+            for source in s.scalars(stmt):
+                state = dict(source.state or {})
+                state[STATE_KEY] = dict(state.get(STATE_KEY) or {}, routing=fingerprint)
+                source.state = state
+
+    def _unroute(self, s: Session, model: Any, ids: list[int], reason: str) -> None:
+        if model is models.Document:
+            cond = models.Example.document_id.in_(ids)
+            s.execute(update(models.Chunk).where(models.Chunk.document_id.in_(ids), models.Chunk.retired_at.is_(None))
+                      .values(retired_at=utcnow()).execution_options(synchronize_session=False))
+        else:
+            cond = or_(models.Example.interaction_id.in_(ids), models.Example.origin.in_([f"pair:{i}" for i in ids]))
+        example_ids = list(s.scalars(select(models.Example.id).where(cond, models.Example.retired_at.is_(None))))
+        retired, flagged = retire_examples(s, example_ids, reason)
+        self.stats["examples_retired"] += retired
+        self.stats["adapters_flagged"] += flagged
+        self.stats["rerouted"] += len(ids)
+        s.execute(update(model).where(model.id.in_(ids)).values(processed_hash=None)
+                  .execution_options(synchronize_session=False))
 
     # ------------------------------------------------------------------ deletion
     def _retire_deleted(self) -> None:

@@ -77,6 +77,14 @@ class TrainingConfig(_Strict):
     teacher_model: str | None = None
     teacher_api_key: SecretStr | None = None
 
+    @field_validator("teacher")
+    @classmethod
+    def _teacher_kind(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("none", "self") or value.startswith(("http://", "https://")):
+            return value
+        raise ValueError("teacher must be none, self or the http(s):// base URL of an OpenAI-compatible server")
+
 
 class TeamConfig(_Strict):
     name: str = Field(pattern=_NAME)

@@ -209,5 +209,5 @@ def test_self_teacher_runs_on_the_team_base_model() -> None:
     assert all(a == "The primary Postgres cluster is called Basalt." and q.endswith("?") for q, a in reading.qa)
     assert reading.statements == []
     assert make_teacher(TrainingConfig(), "tiny-random") is None
-    with pytest.raises(TeacherError, match="unknown teacher"):
-        make_teacher(TrainingConfig(teacher="gpt-please"), "tiny-random")
+    with pytest.raises(ValueError, match="teacher must be none, self or"):
+        TrainingConfig(teacher="gpt-please")

@@ -18,6 +18,7 @@ from connectors.sandbox.company import FACTS
 from db import models
 from ingestion.pipeline import process_team
 from ingestion.runner import ingest_records
+from tacit.config import ConfigError
 from tacit.context import Context
 from tacit.export import export_rows
 from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS
@@ -286,12 +287,49 @@ def test_tacit_process_and_export_examples_on_the_command_line(ctx: Context, tmp
     assert all(any(r["provenance"].values()) for r in rows)
 
 
-@pytest.mark.parametrize("bad", ["0", "gpt-please"])
-def test_unknown_teacher_is_reported_and_processing_goes_on(make_ctx: Callable[..., Context], sqlite_url: str,
-                                                            bad: str) -> None:
+def test_an_unknown_teacher_is_a_configuration_error(make_ctx: Callable[..., Context], sqlite_url: str) -> None:
     body = DEFAULT_TEAMS.replace('name = "support"\nbase_model = "tiny-random"',
-                                 f'name = "support"\nbase_model = "tiny-random"\n[teams.training]\nteacher = "{bad}"')
+                                 'name = "support"\nbase_model = "tiny-random"\n[teams.training]\nteacher = "gpt-please"')
+    with pytest.raises(ConfigError, match="teams.1.training.teacher: teacher must be none, self or"):
+        make_ctx(sqlite_url, body=body + DEFAULT_SOURCES)
+
+
+def test_an_unreachable_teacher_is_counted_and_processing_goes_on(make_ctx: Callable[..., Context],
+                                                                  sqlite_url: str) -> None:
+    body = DEFAULT_TEAMS.replace('name = "support"\nbase_model = "tiny-random"',
+                                 'name = "support"\nbase_model = "tiny-random"\n[teams.training]\n'
+                                 'teacher = "http://127.0.0.1:1/v1"')
     ctx = make_ctx(sqlite_url, body=body + DEFAULT_SOURCES)
-    ingest(ctx, "helpdesk", [{"type": "document", "external_id": "x", "title": "T", "text": "Some text here."}])
+    text = "\n\n".join(f"# Part {i}\n\nSome text about part {i} here." for i in range(5))
+    ingest(ctx, "helpdesk", [{"type": "document", "external_id": "x", "title": "T", "text": text}])
     result = process_team(ctx, "support")
-    assert result["documents_processed"] == 1 and result["teacher_failures"] == 1
+    assert result["documents_processed"] == 1 and result["teacher_failures"] == 3  # then it gave up
+    assert {r["origin"] for r in examples(ctx, "support")} == {"chunk", "structure"}
+
+
+def test_changing_team_principals_reroutes_processed_documents(make_ctx: Callable[..., Context],
+                                                              sqlite_url: str) -> None:
+    page = {"type": "document", "external_id": "helpdesk-guide", "title": "Helpdesk guide",
+            "text": "Customer conversations are handled in the Harbor helpdesk.", "acl": ["group:helpdesk-agents"]}
+    ctx = make_ctx(sqlite_url)
+    ingest(ctx, "assistant", [page])
+    assert process_team(ctx, "platform")["documents_processed"] == 1  # no team principal: the source's team
+    with ctx.session() as s:
+        platform = ctx.team_row(s, "platform").id
+        adapter = models.Adapter(team_id=platform, version=1, status="active", base_model="tiny-random")
+        s.add(adapter)
+        s.flush()
+        s.add(models.AdapterLineage(adapter_id=adapter.id, example_id=s.scalar(select(models.Example.id))))
+        adapter_id = adapter.id
+    assert process_team(ctx, "platform")["rerouted"] == 0
+    body = DEFAULT_TEAMS.replace('name = "support"\nbase_model = "tiny-random"',
+                                 'name = "support"\nbase_model = "tiny-random"\nprincipals = ["group:helpdesk-agents"]')
+    ctx = make_ctx(sqlite_url, body=body + DEFAULT_SOURCES)
+    result = process_team(ctx, "platform")
+    assert (result["rerouted"], result["documents_processed"], result["adapters_flagged"]) == (1, 0, 1)
+    assert examples(ctx, "platform") == []
+    assert process_team(ctx, "support")["documents_processed"] == 1
+    assert any("Harbor" in json.dumps(r["payload"]) for r in examples(ctx, "support"))
+    with ctx.session() as s:
+        assert "now feed team support" in s.get(models.Adapter, adapter_id).flag_reason
+    assert process_team(ctx, "support")["rerouted"] == 0
