@@ -422,3 +422,25 @@ def test_vendor_routes_win_over_the_generic_route(api_ctx: Context, monkeypatch:
         assert client.post("/webhooks/msgraph/m365").json() == {"vendor": "msgraph"}
         assert post(client, "assistant", {"type": "tombstone", "external_id": "x"}).status_code == 202
     assert calls == ["notion:eng", "msgraph:m365"]
+
+
+def test_embedded_mode_processes_the_team_after_its_events(make_ctx: Callable[..., Context], sqlite_url: str) -> None:
+    ctx = make_ctx(sqlite_url, body=config_body())
+    app = create_app(ctx)  # with the follow-up: chunks and examples once the events are in
+    with TestClient(app) as client:
+        r = post(client, "assistant", [
+            {"type": "document", "external_id": "guide", "title": "Deploy guide",
+             "text": "# Deploy guide\n\nRun the release pipeline from the main branch. " * 5},
+            {"type": "interaction", "external_id": "fb-1", "kind": "feedback", "rating": -1,
+             "correction": "Use the release pipeline.",
+             "messages": [{"role": "user", "text": "How do I deploy?"}, {"role": "assistant", "text": "make deploy"}]},
+        ])
+        assert r.status_code == 202
+        settle(client)
+        assert app.state.worker.errors == 0
+    assert count(ctx, models.Chunk) >= 1
+    with ctx.session() as session:
+        examples = set(session.execute(select(models.Example.kind, models.Example.origin)).all())
+    # The document became a chunk for continued pre-training; the rated, corrected answer became
+    # a corrected chat example and a preference pair.
+    assert examples == {("cpt", "chunk"), ("chat", "feedback"), ("preference", "feedback")}
