@@ -29,7 +29,6 @@ from kiota_abstractions.api_error import APIError
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from kiota_http.httpx_request_adapter import HttpxRequestAdapter
-from kiota_serialization_json.json_parse_node import JsonParseNode
 from msgraph import GraphServiceClient
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
@@ -99,9 +98,6 @@ class BatchResult:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
 
-    def parse(self, model: type[T]) -> T:
-        """The body as an SDK model (e.g. `PermissionCollectionResponse`)."""
-        return JsonParseNode(self.body).get_object_value(model)  # type: ignore[arg-type]
 
 
 class GraphSession:
@@ -162,6 +158,22 @@ class GraphSession:
             if isinstance(exc, ClientAuthenticationError):
                 raise AuthError(f"{what}: no token from the authority: {_first_line(exc.message)}") from None
             raise
+
+    async def json(self, request: RequestInformation | str, what: str, permission: str) -> Any:
+        """Send a request built by the SDK (or GET an `@odata.nextLink`/`deltaLink` URL) through the
+        adapter, and return the body as plain JSON.
+
+        Hot paths (delta pages, `$batch` answers) are read as JSON rather than SDK models: the
+        models' deserialisation costs more than the request itself
+        (https://github.com/microsoftgraph/msgraph-sdk-python/issues/584)."""
+        if isinstance(request, str):
+            info = RequestInformation(Method.GET)
+            info.url = request
+        else:
+            info = request
+        info.headers.try_add("Accept", "application/json")
+        raw = await self.call(what, permission, lambda: self.adapter.send_primitive_async(info, "bytes", ERROR_MAP))
+        return json.loads(raw or b"{}")
 
     async def download(self, drive_id: str, item_id: str, cap: int, what: str) -> bytes | None:
         """Stream a file's content (following the 302 to its download URL); None when over `cap` bytes."""

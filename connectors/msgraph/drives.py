@@ -17,14 +17,13 @@ from typing import Any
 from urllib.parse import quote
 
 from kiota_abstractions.base_request_configuration import RequestConfiguration
-from msgraph.generated.models.permission_collection_response import PermissionCollectionResponse
 
 from connectors.base import AuthError, CheckpointExpired, ConfigError, Document, Failure, Tombstone
 from connectors.msgraph import ids
 from connectors.msgraph.client import NotFound, translate
 from connectors.msgraph.convert import CONVERTERS, Unreadable, Unsupported, kind_of, to_markdown
 from connectors.msgraph.settings import GraphCheckpoint
-from connectors.msgraph.walker import Walker, email_of, who
+from connectors.msgraph.walker import Walker, parse_time
 
 PERMISSION = "Files.Read.All"
 MAX_RESTARTS = 2
@@ -112,8 +111,8 @@ async def sync_drive(w: Walker, drive: DriveScope, cp: GraphCheckpoint) -> Async
     restarts = 0
     while True:
         try:
-            page = await w.session.call(f"delta of drive {drive.name or drive.id}", PERMISSION,
-                                        lambda u=url: (builder.with_url(u) if u else builder).get())
+            page = await w.session.json(url or builder.to_get_request_information(),
+                                        f"delta of drive {drive.name or drive.id}", PERMISSION)
         except CheckpointExpired:
             if restarts >= MAX_RESTARTS:
                 raise
@@ -123,59 +122,64 @@ async def sync_drive(w: Walker, drive: DriveScope, cp: GraphCheckpoint) -> Async
             cp.delta.pop(drive.key, None)
             url = None
             continue
-        async for record in _page_records(w, drive, page.value or []):
+        async for record in _page_records(w, drive, page.get("value") or []):
             yield record
-        if page.odata_next_link:
-            url = cp.pending[drive.key] = page.odata_next_link
+        if page.get("@odata.nextLink"):
+            url = cp.pending[drive.key] = page["@odata.nextLink"]
             yield w.mark(cp)
             continue
         cp.pending.pop(drive.key, None)
-        if page.odata_delta_link:
-            cp.delta[drive.key] = page.odata_delta_link
+        if page.get("@odata.deltaLink"):
+            cp.delta[drive.key] = page["@odata.deltaLink"]
         yield w.mark(cp)
         return
 
 
-def skip_reason(w: Walker, item: Any) -> str | None:
+def _mime(item: dict[str, Any]) -> str | None:
+    return (item.get("file") or {}).get("mimeType")
+
+
+def skip_reason(w: Walker, item: dict[str, Any]) -> str | None:
     """Why a file is not converted (type, size), or None."""
-    kind = kind_of(item.name or "", item.file.mime_type if item.file else None)
+    kind = kind_of(item.get("name") or "", _mime(item))
     if kind not in CONVERTERS:
         return f"unsupported type .{kind}" if "/" not in kind else f"unsupported type {kind}"
-    if item.size is not None and item.size > w.settings.max_file_bytes:
+    size = item.get("size")
+    if isinstance(size, int) and size > w.settings.max_file_bytes:
         return "larger than max_file_bytes"
     return None
 
 
-async def _page_records(w: Walker, drive: DriveScope, items: list[Any]) -> AsyncIterator[Any]:
-    files: list[Any] = []
-    out: list[Any] = []  # records in page order; a file's slot is filled after its download
+async def _page_records(w: Walker, drive: DriveScope, items: list[dict[str, Any]]) -> AsyncIterator[Any]:
+    files: list[dict[str, Any]] = []
+    out: list[Any] = []  # records in page order; a file's slot is filled once it is read
     for item in items:
-        external_id = ids.drive_item(drive.id, item.id)
-        if item.deleted is not None:
+        external_id = ids.drive_item(drive.id, item["id"])
+        if item.get("deleted") is not None or "@removed" in item:
             out.append(Tombstone(external_id=external_id, reason="deleted"))
-        elif item.file is None:
+        elif item.get("file") is None:
             continue  # folders, the root, OneNote packages
         elif (reason := skip_reason(w, item)) is not None:
             w.skip(reason)
             out.append(Tombstone(external_id=external_id, reason=f"skipped: {reason}"))
         else:
             files.append(item)
-            out.append(item)
+            out.append(item["id"])
     if not files:
         for record in out:
             yield record
         return
-    perms = await permissions(w, drive, [f.id for f in files])
+    perms = await permissions(w, drive, [f["id"] for f in files])
     semaphore = asyncio.Semaphore(w.settings.download_concurrency)
 
-    async def read(item: Any) -> Any:
+    async def read(item: dict[str, Any]) -> Any:
         async with semaphore:
-            return await file_record(w, drive, item, perms.get(item.id))
+            return await file_record(w, drive, item, perms.get(item["id"]))
 
     converted = await asyncio.gather(*(read(f) for f in files))
-    by_id = {f.id: r for f, r in zip(files, converted, strict=True)}
+    by_id = {f["id"]: r for f, r in zip(files, converted, strict=True)}
     for record in out:
-        yield record if isinstance(record, Tombstone) else by_id[record.id]
+        yield record if isinstance(record, Tombstone) else by_id[record]
 
 
 async def permissions(w: Walker, drive: DriveScope, item_ids: list[str]) -> dict[str, list[str] | Failure]:
@@ -189,7 +193,7 @@ async def permissions(w: Walker, drive: DriveScope, item_ids: list[str]) -> dict
     for n, item_id in enumerate(item_ids):
         answer = answers[str(n)]
         if answer.status == 200:
-            out[item_id] = principals(answer.parse(PermissionCollectionResponse).value or [])
+            out[item_id] = principals((answer.body or {}).get("value") or [])
         elif answer.status in (401, 403):
             raise translate(answer.status, "", "", f"permissions of item {item_id}", PERMISSION)
         else:
@@ -198,34 +202,42 @@ async def permissions(w: Walker, drive: DriveScope, item_ids: list[str]) -> dict
     return out
 
 
-def principals(perms: list[Any]) -> list[str]:
-    """ACL principals: `user:<email>`, `group:<email or id>`, `group:everyone` (organization links), `public`."""
+def principals(perms: list[dict[str, Any]]) -> list[str]:
+    """ACL principals of `permission` objects (JSON, as `$batch` returns them): `user:<email>`,
+    `group:<email or id>`, `group:everyone` (organization-wide links), `public` (anonymous links)."""
     out: set[str] = set()
     for perm in perms:
-        link = perm.link
-        if link is not None and link.scope == "anonymous":
+        scope = (perm.get("link") or {}).get("scope")
+        if scope == "anonymous":
             out.add("public")
-        elif link is not None and link.scope == "organization":
+        elif scope == "organization":
             out.add("group:everyone")
-        sets = [perm.granted_to_v2, *(perm.granted_to_identities_v2 or [])]
-        for identity_set in filter(None, sets):
-            user = getattr(identity_set, "user", None) or getattr(identity_set, "site_user", None)
-            group = getattr(identity_set, "group", None) or getattr(identity_set, "site_group", None)
-            if user is not None and (email_of(user) or user.id):
-                out.add(f"user:{(email_of(user) or user.id or '').lower()}")
-            if group is not None and (email_of(group) or group.id or group.display_name):
-                out.add(f"group:{(email_of(group) or group.id or group.display_name or '').lower()}")
+        for identity_set in [perm.get("grantedToV2"), *(perm.get("grantedToIdentitiesV2") or [])]:
+            if not isinstance(identity_set, dict):
+                continue
+            user = identity_set.get("user") or identity_set.get("siteUser")
+            group = identity_set.get("group") or identity_set.get("siteGroup")
+            if isinstance(user, dict) and (key := _principal_key(user)):
+                out.add(f"user:{key}")
+            if isinstance(group, dict) and (key := _principal_key(group)):
+                out.add(f"group:{key}")
     return sorted(out)
 
 
-async def file_record(w: Walker, drive: DriveScope, item: Any, acl: list[str] | Failure | None) -> Any:
+def _principal_key(identity: dict[str, Any]) -> str:
+    return str(identity.get("email") or identity.get("loginName") or identity.get("id")
+               or identity.get("displayName") or "").lower()
+
+
+async def file_record(w: Walker, drive: DriveScope, item: dict[str, Any], acl: list[str] | Failure | None) -> Any:
     """One file as a Document, or a Failure (unreadable, download failed), or a Tombstone (gone)."""
-    external_id = ids.drive_item(drive.id, item.id)
+    external_id = ids.drive_item(drive.id, item["id"])
     if isinstance(acl, Failure):
         return acl
-    what = f"file {item.name}"
+    name = item.get("name") or ""
+    what = f"file {name}"
     try:
-        data = await w.session.download(drive.id, item.id, w.settings.max_file_bytes, what)
+        data = await w.session.download(drive.id, item["id"], w.settings.max_file_bytes, what)
     except NotFound:
         return Tombstone(external_id=external_id, reason="deleted")
     except AuthError:
@@ -237,8 +249,7 @@ async def file_record(w: Walker, drive: DriveScope, item: Any, acl: list[str] | 
         w.skip("larger than max_file_bytes")
         return Tombstone(external_id=external_id, reason="skipped: larger than max_file_bytes")
     try:
-        text = await asyncio.to_thread(to_markdown, item.name or "", item.file.mime_type if item.file else None,
-                                       data)
+        text = await asyncio.to_thread(to_markdown, name, _mime(item), data)
     except Unsupported as exc:
         w.skip(str(exc))
         return Tombstone(external_id=external_id, reason=f"skipped: {exc}")
@@ -246,29 +257,35 @@ async def file_record(w: Walker, drive: DriveScope, item: Any, acl: list[str] | 
         w.stats["unreadable"] += 1
         return Failure(external_id=external_id, message=f"{what}: {exc}", retryable=False)
     return Document(
-        external_id=external_id, title=item.name or "", text=text, url=item.web_url,
-        authors=_authors(item), created_at=item.created_date_time, updated_at=item.last_modified_date_time,
+        external_id=external_id, title=name, text=text, url=item.get("webUrl"), authors=_authors(item),
+        created_at=parse_time(item.get("createdDateTime")), updated_at=parse_time(item.get("lastModifiedDateTime")),
         acl=acl or [], metadata=file_metadata(drive, item),
     )
 
 
-def _authors(item: Any) -> list[str]:
-    return list(dict.fromkeys(a for a in (who(item.created_by), who(item.last_modified_by)) if a))
+def _who(identity_set: dict[str, Any] | None) -> str | None:
+    user = (identity_set or {}).get("user") or {}
+    return (user.get("email") or "").lower() or user.get("displayName") or user.get("id")
 
 
-def folder_of(item: Any) -> str:
+def _authors(item: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(a for a in (_who(item.get("createdBy")), _who(item.get("lastModifiedBy"))) if a))
+
+
+def folder_of(item: dict[str, Any]) -> str:
     """`/Handbook/Policies` from parentReference.path `/drives/{id}/root:/Handbook/Policies`."""
-    path = (item.parent_reference.path if item.parent_reference else None) or ""
+    path = (item.get("parentReference") or {}).get("path") or ""
     return "/" + path.split("root:", 1)[1].strip("/") if "root:" in path else "/"
 
 
-def file_metadata(drive: DriveScope, item: Any) -> dict[str, Any]:
+def file_metadata(drive: DriveScope, item: dict[str, Any]) -> dict[str, Any]:
+    folder = folder_of(item)
     meta: dict[str, Any] = {
         "source": "drive", "drive_id": drive.id, "drive": drive.name, "drive_url": drive.web_url,
-        "owner": drive.owner, "item_id": item.id, "folder": folder_of(item),
-        "path": (folder_of(item).rstrip("/") + "/" + (item.name or "")),
-        "file_type": kind_of(item.name or "", item.file.mime_type if item.file else None),
-        "mime_type": item.file.mime_type if item.file else None, "size": item.size,
+        "owner": drive.owner, "item_id": item["id"], "folder": folder,
+        "path": folder.rstrip("/") + "/" + (item.get("name") or ""),
+        "file_type": kind_of(item.get("name") or "", _mime(item)), "mime_type": _mime(item),
+        "size": item.get("size"),
     }
     if drive.site_id:
         meta.update(site_id=drive.site_id, site=drive.site_name, site_url=drive.site_url)
@@ -278,17 +295,17 @@ def file_metadata(drive: DriveScope, item: Any) -> dict[str, Any]:
 async def fetch_item(w: Walker, drive: DriveScope, item_id: str) -> Any:
     """Re-read one file (after a change notification): Document, Failure or Tombstone."""
     external_id = ids.drive_item(drive.id, item_id)
+    info = w.client.drives.by_drive_id(drive.id).items.by_drive_item_id(item_id).to_get_request_information()
     try:
-        item = await w.session.call(f"item {item_id}", PERMISSION,
-                                    lambda: w.client.drives.by_drive_id(drive.id).items.by_drive_item_id(item_id).get())
+        item = await w.session.json(info, f"item {item_id}", PERMISSION)
     except NotFound:
         return Tombstone(external_id=external_id, reason="deleted")
-    if item.deleted is not None:
+    if item.get("deleted") is not None:
         return Tombstone(external_id=external_id, reason="deleted")
-    if item.file is None:
+    if item.get("file") is None:
         return Failure(external_id=external_id, message=f"item {item_id} is not a file")
     if (reason := skip_reason(w, item)) is not None:
         w.skip(reason)
         return Tombstone(external_id=external_id, reason=f"skipped: {reason}")
-    perms = await permissions(w, drive, [item.id])
-    return await file_record(w, drive, item, perms.get(item.id))
+    perms = await permissions(w, drive, [item_id])
+    return await file_record(w, drive, item, perms.get(item_id))

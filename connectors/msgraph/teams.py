@@ -28,7 +28,7 @@ from connectors.msgraph import ids
 from connectors.msgraph.client import BadRequest, NotFound
 from connectors.msgraph.mailtext import body_text
 from connectors.msgraph.settings import GraphCheckpoint
-from connectors.msgraph.walker import Walker
+from connectors.msgraph.walker import Walker, parse_time
 
 PERMISSION = "ChannelMessage.Read.All"
 OVERLAP = timedelta(minutes=5)
@@ -81,8 +81,8 @@ async def _delta(w: Walker, team: Any, channel: Any, cp: GraphCheckpoint) -> Asy
     restarted = False
     while True:
         try:
-            page = await w.session.call(f"messages of channel {channel.display_name}", PERMISSION,
-                                        lambda u=url: builder.with_url(u).get() if u else builder.get(config))
+            page = await w.session.json(url or builder.to_get_request_information(config),
+                                        f"messages of channel {channel.display_name}", PERMISSION)
         except CheckpointExpired:
             if restarted:
                 raise
@@ -92,17 +92,17 @@ async def _delta(w: Walker, team: Any, channel: Any, cp: GraphCheckpoint) -> Asy
             cp.delta.pop(key, None)
             url = None
             continue
-        for root in page.value or []:
+        for root in page.get("value") or []:
             record = await thread_record(w, team, channel, root)
             if record is not None:
                 yield record
-        if page.odata_next_link:
-            url = cp.pending[key] = page.odata_next_link
+        if page.get("@odata.nextLink"):
+            url = cp.pending[key] = page["@odata.nextLink"]
             yield w.mark(cp)
             continue
         cp.pending.pop(key, None)
-        if page.odata_delta_link:
-            cp.delta[key] = page.odata_delta_link
+        if page.get("@odata.deltaLink"):
+            cp.delta[key] = page["@odata.deltaLink"]
         yield w.mark(cp)
         return
 
@@ -117,9 +117,9 @@ async def _listing(w: Walker, team: Any, channel: Any, cp: GraphCheckpoint) -> A
         expand=["replies"], top=PAGE))
     url = cp.pending.get(key)
     while True:
-        page = await w.session.call(f"messages of channel {channel.display_name}", PERMISSION,
-                                    lambda u=url: builder.with_url(u).get() if u else builder.get(config))
-        for root in page.value or []:
+        page = await w.session.json(url or builder.to_get_request_information(config),
+                                    f"messages of channel {channel.display_name}", PERMISSION)
+        for root in page.get("value") or []:
             changed = _chain_modified(root)
             if changed is not None and (newest is None or changed > newest):
                 newest = changed
@@ -128,8 +128,8 @@ async def _listing(w: Walker, team: Any, channel: Any, cp: GraphCheckpoint) -> A
             record = await thread_record(w, team, channel, root)
             if record is not None:
                 yield record
-        if page.odata_next_link:
-            url = cp.pending[key] = page.odata_next_link
+        if page.get("@odata.nextLink"):
+            url = cp.pending[key] = page["@odata.nextLink"]
             yield w.mark(cp)
             continue
         cp.pending.pop(key, None)
@@ -138,63 +138,52 @@ async def _listing(w: Walker, team: Any, channel: Any, cp: GraphCheckpoint) -> A
         return
 
 
-def _chain_modified(root: Any) -> datetime | None:
-    times = [t for m in [root, *(root.replies or [])]
-             for t in (m.last_modified_date_time, m.deleted_date_time, m.created_date_time) if t is not None]
-    return max(times) if times else None
+def _chain_modified(root: dict[str, Any]) -> datetime | None:
+    times = [parse_time(m.get(k)) for m in [root, *(root.get("replies") or [])]
+             for k in ("lastModifiedDateTime", "deletedDateTime", "createdDateTime")]
+    present = [t for t in times if t is not None]
+    return max(present) if present else None
 
 
-async def thread_record(w: Walker, team: Any, channel: Any, root: Any) -> Interaction | Tombstone | None:
+async def thread_record(w: Walker, team: Any, channel: Any, root: dict[str, Any]) -> Interaction | Tombstone | None:
     """A root message and its replies as one thread; a deleted root is a tombstone; system events are skipped."""
-    external_id = ids.channel_thread(team.id, channel.id, root.id)
-    if root.deleted_date_time is not None:
+    external_id = ids.channel_thread(team.id, channel.id, root["id"])
+    if root.get("deletedDateTime"):
         return Tombstone(external_id=external_id, reason="deleted")
-    if _kind(root) != "message":
+    if (root.get("messageType") or "message") != "message":
         return None
-    replies = list(root.replies or [])
-    next_link = (root.additional_data or {}).get("replies@odata.nextLink")
+    replies = list(root.get("replies") or [])
+    next_link = root.get("replies@odata.nextLink")
     while next_link:  # more replies than one expansion holds
-        more = await w.session.call(f"replies in channel {channel.display_name}", PERMISSION, lambda u=next_link: (
-            w.client.teams.by_team_id(team.id).channels.by_channel_id(channel.id).messages
-            .by_chat_message_id(root.id).replies.with_url(u).get()))
-        replies += more.value or []
-        next_link = more.odata_next_link
+        more = await w.session.json(next_link, f"replies in channel {channel.display_name}", PERMISSION)
+        replies += more.get("value") or []
+        next_link = more.get("@odata.nextLink")
     asker = _author(root)
     said: list[Message] = []
-    for m in [root, *sorted(replies, key=lambda r: (r.created_date_time, r.id or ""))]:
-        if m.deleted_date_time is not None or _kind(m) != "message":
+    for m in [root, *sorted(replies, key=lambda r: (r.get("createdDateTime") or "", r.get("id") or ""))]:
+        if m.get("deletedDateTime") or (m.get("messageType") or "message") != "message":
             continue
-        text = body_text(m.body.content if m.body else "", _content_type(m))
+        body = m.get("body") or {}
+        text = body_text(body.get("content"), body.get("contentType") or "html")
         if text:
             author = _author(m)
             said.append(Message(author=author, role="user" if author == asker else "assistant", text=text,
-                                at=m.created_date_time))
+                                at=parse_time(m.get("createdDateTime"))))
     if not said:
         return Tombstone(external_id=external_id, reason="empty thread")
     w.stats["channel_threads"] += 1
     return Interaction(
         external_id=external_id, kind="thread", messages=said, acl=[f"group:{team.id}"],
         metadata={"source": "teams", "team_id": team.id, "team": team.display_name or "", "channel_id": channel.id,
-                  "channel": channel.display_name or "", "channel_url": channel.web_url, "subject": root.subject,
-                  "url": root.web_url},
+                  "channel": channel.display_name or "", "channel_url": channel.web_url, "subject": root.get("subject"),
+                  "url": root.get("webUrl")},
     )
 
 
-def _kind(m: Any) -> str:
-    kind = m.message_type
-    return str(getattr(kind, "value", kind) or "message")
-
-
-def _content_type(m: Any) -> str:
-    kind = m.body.content_type if m.body else None
-    return str(getattr(kind, "value", kind) or "html")
-
-
-def _author(m: Any) -> str:
-    ident = m.from_
-    user = getattr(ident, "user", None) if ident else None
-    app = getattr(ident, "application", None) if ident else None
-    return (user.display_name or user.id or "") if user else (app.display_name or "") if app else ""
+def _author(m: dict[str, Any]) -> str:
+    ident = m.get("from") or {}
+    who = ident.get("user") or ident.get("application") or {}
+    return str(who.get("displayName") or who.get("id") or "")
 
 
 async def fetch_thread(w: Walker, team_id: str, channel_id: str, root_id: str,
@@ -208,10 +197,10 @@ async def fetch_thread(w: Walker, team_id: str, channel_id: str, root_id: str,
     if channel is None:
         return Tombstone(external_id=external_id, reason="channel gone")
     params = ChatMessageItemRequestBuilder.ChatMessageItemRequestBuilderGetQueryParameters(expand=["replies"])
+    info = (w.client.teams.by_team_id(team_id).channels.by_channel_id(channel_id).messages
+            .by_chat_message_id(root_id).to_get_request_information(RequestConfiguration(query_parameters=params)))
     try:
-        root = await w.session.call(f"message in channel {channel.display_name}", PERMISSION, lambda: (
-            w.client.teams.by_team_id(team_id).channels.by_channel_id(channel_id).messages
-            .by_chat_message_id(root_id).get(RequestConfiguration(query_parameters=params))))
+        root = await w.session.json(info, f"message in channel {channel.display_name}", PERMISSION)
     except NotFound:
         return Tombstone(external_id=external_id, reason="deleted")
     return await thread_record(w, team, channel, root)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from connectors.base import CheckpointMark
@@ -40,19 +41,16 @@ class Walker:
         return out
 
 
-def email_of(identity: Any) -> str | None:
-    """The address of a Graph `identity` (kept in `additional_data` by the SDK model)."""
-    if identity is None:
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time from Graph JSON (`2025-03-03T09:14:00Z`, up to 7 fractional digits)."""
+    if not isinstance(value, str) or not value:
         return None
-    extra = getattr(identity, "additional_data", None) or {}
-    return extra.get("email") or extra.get("userPrincipalName") or extra.get("loginName")
-
-
-def who(identity_set: Any) -> str | None:
-    """A person's address, or their name, from an identity set (createdBy, from, ...)."""
-    if identity_set is None:
+    text = value.replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
         return None
-    user = getattr(identity_set, "user", None)
-    if user is not None:
-        return email_of(user) or user.display_name or user.id
-    return None

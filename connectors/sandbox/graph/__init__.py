@@ -152,12 +152,12 @@ class GraphSandbox:
                 fault[1] -= 1
                 if fault[1] <= 0:
                     self._faults.popleft()
-                return self._fault_reply(fault[0], fault[2])
+                return self._fault_reply(fault[0], fault[2], inner)
             self.counts["throttle_tick"] += 1
             if self._every and self.counts["throttle_tick"] % self._every[0] == 0:
                 statuses = self._every[1]
                 status = statuses[(self.counts["throttle_tick"] // self._every[0]) % len(statuses)]
-                return self._fault_reply(status, self._every[2])
+                return self._fault_reply(status, self._every[2], inner)
             if self._rate:
                 rate, burst = self._rate
                 tokens, last = self._bucket
@@ -165,12 +165,13 @@ class GraphSandbox:
                 tokens = min(float(burst), tokens + (now - last) * rate)
                 if tokens < 1:
                     self._bucket = [tokens, now]
-                    return self._fault_reply(429, math.ceil((1 - tokens) / rate * 100) / 100)
+                    self.counts["rate_limited"] += 1
+                    return self._fault_reply(429, math.ceil((1 - tokens) / rate * 100) / 100, inner)
                 self._bucket = [tokens - 1, now]
         return None
 
-    def _fault_reply(self, status: int, retry_after: float | None) -> Reply:
-        self.counts["faults"] += 1
+    def _fault_reply(self, status: int, retry_after: float | None, inner: bool = False) -> Reply:
+        self.counts["inner_faults" if inner else "faults"] += 1
         if status in (429, 503, 504):
             self.counts["throttled"] += 1
         headers = {"Retry-After": _fmt(retry_after)} if retry_after is not None else {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import socket
 import tempfile
 import threading
 import time
@@ -36,21 +35,20 @@ class ThreadedServer:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> ThreadedServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", ssl_certfile=self.certfile,
-                                ssl_keyfile=self.keyfile, timeout_keep_alive=30, timeout_graceful_shutdown=1)
+        # Port 0 and let uvicorn bind: handing it a pre-bound socket (`sockets=`) costs ~40 ms a
+        # request on loopback (Nagle's algorithm meets delayed ACKs on that socket).
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
+                                ssl_certfile=self.certfile, ssl_keyfile=self.keyfile, timeout_keep_alive=30,
+                                timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True,
-                                        name=f"uvicorn-{self.port}")
+        self._thread = threading.Thread(target=self._server.run, daemon=True, name="uvicorn-sandbox")
         self._thread.start()
         deadline = time.monotonic() + 15
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("the server did not start")
             time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:
