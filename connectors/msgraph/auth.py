@@ -29,8 +29,8 @@ class StaticTokenProvider(AccessTokenProvider):
         self._token = token
         self._validator = AllowedHostsValidator([host])
 
-    async def get_authorization_token(self, uri: str, additional_authentication_context: dict[str, Any] = {}
-                                      ) -> str:  # noqa: B006  (kiota's signature)
+    async def get_authorization_token(self, uri: str,
+                                      additional_authentication_context: dict[str, Any] | None = None) -> str:
         return self._token if self._validator.is_url_host_valid(uri) else ""
 
     def get_allowed_hosts_validator(self) -> AllowedHostsValidator:

@@ -10,8 +10,8 @@ every mailbox folder, every team channel, each with its own delta link in the ch
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from pydantic import BaseModel

@@ -22,7 +22,8 @@ from msgraph.generated.users.item.mail_folders.item.messages.delta.delta_request
 )
 from msgraph.generated.users.item.messages.messages_request_builder import MessagesRequestBuilder
 
-from connectors.base import CheckpointExpired, ConfigError, Document, Failure, Interaction, Message as Said, Tombstone
+from connectors.base import CheckpointExpired, ConfigError, Document, Failure, Interaction, Tombstone
+from connectors.base import Message as Said
 from connectors.msgraph import ids
 from connectors.msgraph.client import NotFound, translate
 from connectors.msgraph.mailtext import body_text

@@ -17,11 +17,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kiota_abstractions.base_request_configuration import RequestConfiguration
-from msgraph.generated.teams.item.channels.item.messages.delta.delta_request_builder import DeltaRequestBuilder
+from msgraph.generated.teams.item.channels.item.messages.delta.delta_request_builder import (
+    DeltaRequestBuilder,
+)
 from msgraph.generated.teams.item.channels.item.messages.item.chat_message_item_request_builder import (
     ChatMessageItemRequestBuilder,
 )
-from msgraph.generated.teams.item.channels.item.messages.messages_request_builder import MessagesRequestBuilder
+from msgraph.generated.teams.item.channels.item.messages.messages_request_builder import (
+    MessagesRequestBuilder,
+)
 
 from connectors.base import CheckpointExpired, ConfigError, Interaction, Message, Tombstone
 from connectors.msgraph import ids

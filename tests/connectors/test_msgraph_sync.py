@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from connectors.base import AuthError, CheckpointMark, ConfigError, Document, Failure, Interaction, Tombstone, drive
+from connectors.base import (
+    AuthError,
+    CheckpointMark,
+    ConfigError,
+    Document,
+    Failure,
+    Interaction,
+    Tombstone,
+    drive,
+)
 from connectors.http import HttpBudget
 from connectors.msgraph import GraphConnector, ids
 from connectors.msgraph.settings import GraphCheckpoint

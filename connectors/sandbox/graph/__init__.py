@@ -45,7 +45,7 @@ MAX_BATCH = 20  # https://learn.microsoft.com/graph/json-batching: "limited to 2
 class GraphSandbox:
     def __init__(self, *, page_size: int = 50, latency: float = 0.0, tenant_id: str = "lumen-tenant",
                  client_id: str = "tacit-sandbox-app", client_secret: str = "sandbox-client-secret-do-not-log",
-                 static_token: str = "sandbox-static-token-do-not-log") -> None:
+                 static_token: str = "sandbox-static-token-do-not-log", port: int = 0, auth_port: int = 0) -> None:
         self.state = SandboxState(tenant_id)
         self.tenant_id = tenant_id
         self.client_id = client_id
@@ -66,15 +66,17 @@ class GraphSandbox:
         self._bucket = [0.0, 0.0]  # tokens, last refill
         self.time_offset = timedelta(0)
         self.counts: Counter[str] = Counter()  # api, inner, download, token, batch, throttled, by route kind
+        self.port, self.auth_port = port, auth_port  # 0: any free port
         self._api_server: ThreadedServer | None = None
         self._auth_server: ThreadedServer | None = None
         self.ca_file = ""
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> GraphSandbox:
-        self._api_server = ThreadedServer(self._api_app()).start()
+        self._api_server = ThreadedServer(self._api_app(), port=self.port).start()
         self.ca_file, key = self_signed_certificate()
-        self._auth_server = ThreadedServer(self._auth_app(), certfile=self.ca_file, keyfile=key).start()
+        self._auth_server = ThreadedServer(self._auth_app(), port=self.auth_port, certfile=self.ca_file,
+                                           keyfile=key).start()
         return self
 
     def stop(self) -> None:
@@ -107,6 +109,27 @@ class GraphSandbox:
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.time_offset
+
+    # ------------------------------------------------------------------ content changes (see `state` for all)
+    def edit_file(self, item_id: str, content: bytes) -> None:
+        self.state.edit_file(item_id, content)
+
+    def delete_file(self, item_id: str) -> None:
+        self.state.delete_item(item_id)
+
+    def add_channel_thread(self, team_id: str, question: str, answer: str, *, channel: str = "Help") -> str:
+        """Post a question in a team channel and an answer to it; returns the root message id."""
+        from html import escape
+
+        from connectors.sandbox.graph.state import Identity
+
+        team = self.state.teams[team_id]
+        channel_id = next(c.id for c in team.channels.values() if c.name == channel)
+        asker, answerer = Identity("Ivan Petrov", "ivan@lumenlabs.example"), Identity("Dana Whitfield",
+                                                                                    "dana@lumenlabs.example")
+        root = self.state.post_message(team_id, channel_id, f"<p>{escape(question)}</p>", author=asker)
+        self.state.post_message(team_id, channel_id, f"<p>{escape(answer)}</p>", author=answerer, reply_to=root.id)
+        return root.id
 
     # ------------------------------------------------------------------ faults and counts
     def inject(self, status: int, count: int = 1, retry_after: float | None = None) -> None:

@@ -21,11 +21,11 @@ import uvicorn
 class ThreadedServer:
     """`start()` binds 127.0.0.1 on a free port and serves `app` until `stop()`."""
 
-    def __init__(self, app: Any, *, certfile: str | None = None, keyfile: str | None = None) -> None:
+    def __init__(self, app: Any, *, port: int = 0, certfile: str | None = None, keyfile: str | None = None) -> None:
         self.app = app
         self.certfile = certfile
         self.keyfile = keyfile
-        self.port = 0
+        self.port = port  # 0: any free port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -35,9 +35,9 @@ class ThreadedServer:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> ThreadedServer:
-        # Port 0 and let uvicorn bind: handing it a pre-bound socket (`sockets=`) costs ~40 ms a
+        # uvicorn binds the port itself: handing it a pre-bound socket (`sockets=`) costs ~40 ms a
         # request on loopback (Nagle's algorithm meets delayed ACKs on that socket).
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
                                 ssl_certfile=self.certfile, ssl_keyfile=self.keyfile, timeout_keep_alive=30,
                                 timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)

@@ -58,6 +58,12 @@ class Workspace:
     onedrive_user: str = ""
     onedrive_documents: set[str] = field(default_factory=set)
 
+    def fact_file(self, team: str, topic: str) -> str:
+        """The item id of the handbook file that holds a topic's facts."""
+        space = self.teams[team]
+        return next(item for path, item in space.items.items()
+                    if path.startswith("Handbook/") and path[len("Handbook/"):].rsplit(".", 1)[0] == topic)
+
     def expected_ids(self, team: str, *, mail_as_documents: bool = True, onedrive: bool = False) -> set[str]:
         space = self.teams[team]
         out = space.documents | space.threads | (space.long_mail if mail_as_documents else set())
