@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -39,6 +40,24 @@ from connectors.msgraph.settings import GraphSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_TEMPAUTH = re.compile(r"(tempauth=)[^&\s\"']+", re.I)
+
+
+class _MaskDownloadCredentials(logging.Filter):
+    """httpx logs every URL at INFO (and httpcore the `Location` header at DEBUG); a pre-authenticated
+    download URL carries its credential in `tempauth` (SharePoint), which must not reach the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "tempauth=" in message.lower():
+            record.msg, record.args = _TEMPAUTH.sub(r"\1********", message), None
+        return True
+
+
+for _name in ("httpx", "httpcore.http11", "httpcore.http2", "httpcore.connection"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _MaskDownloadCredentials) for f in _logger.filters):
+        _logger.addFilter(_MaskDownloadCredentials())
 
 #: `$batch` takes at most 20 requests (https://learn.microsoft.com/graph/json-batching#batch-size-limitations);
 #: the same limit as msgraph-core's `BatchRequestContent.MAX_REQUESTS`.

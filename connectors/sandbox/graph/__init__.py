@@ -227,13 +227,13 @@ class GraphSandbox:
                                             dict(request.headers), body, str(request.base_url).rstrip("/"))
             return _response(reply)
 
-        @app.get("/download/{token}")
-        def download(token: str, request: Request) -> Response:
+        @app.get("/_layouts/15/download.aspx")
+        def download(request: Request, tempauth: str = "") -> Response:
             self.counts["download"] += 1
             if "authorization" in request.headers:
                 return JSONResponse({"error": "a pre-authenticated URL must not get a bearer token"}, 400)
-            item_id, _, rest = token.partition(".")
-            item = self.state.items.get(item_id)
+            token = tempauth
+            item = self.state.items.get(token.partition(".")[0])
             if item is None or item.deleted or self.api.download_token(item) != token:
                 return JSONResponse({"error": "the download URL expired"}, 401)
             return Response(item.content, media_type=item.mime or "application/octet-stream")

@@ -262,7 +262,9 @@ class GraphApi:
             return error(400, "invalidRequest", "A folder has no content.")
         # A pre-authenticated URL on another origin (localhost, not 127.0.0.1): a client that
         # forwards its bearer token there leaks it; the download route refuses such requests.
-        return Reply(302, None, {"Location": f"{self.sb.download_base}/download/{self.download_token(item)}"})
+        # Shaped like SharePoint's: the `tempauth` query parameter is the credential.
+        return Reply(302, None, {"Location": f"{self.sb.download_base}/_layouts/15/download.aspx?UniqueId={item.id}"
+                                             f"&tempauth={self.download_token(item)}"})
 
     def permissions(self, drive_id: str, item_ref: str, **_: Any) -> Reply:
         return Reply(200, {"value": list(self._item(drive_id, item_ref).permissions)})
