@@ -107,7 +107,9 @@ async def _receive(ctx: Context, source: str, request: Request, validation_token
     if len(kept) < len(items):
         log.warning("msgraph source %s: dropped %d notifications with a wrong clientState", source,
                     len(items) - len(kept))
-    stored = json.dumps({"value": kept}, separators=(",", ":"))
+    # The clientState is a secret: checked here, never stored with the event.
+    stored = json.dumps({"value": [{k: v for k, v in n.items() if k != "clientState"} for n in kept]},
+                        separators=(",", ":"))
     delivery = f"{channel}:{hashlib.sha256(stored.encode()).hexdigest()[:16]}:{uuid.uuid4().hex}"
     event_id, _ = await run_in_threadpool(lambda: accept_event(ctx, source, delivery, stored, channel=channel))
     return JSONResponse({"event_id": event_id, "accepted": len(kept)}, status_code=202)

@@ -6,6 +6,11 @@ Per drive: follow `@odata.nextLink` page by page (a checkpoint after each page),
 Items with the `deleted` facet become tombstones. Files are streamed under a size cap and
 converted to Markdown; other types are skipped and counted. Permissions of a page's files are
 read with JSON `$batch` (≤ 20 a round trip) and become ACL principals.
+
+A change of permissions alone does not put an item in the delta feed unless the app sends
+`Prefer: deltashowsharingchanges`, which needs `Sites.FullControl.All`
+(https://learn.microsoft.com/onedrive/developer/rest-api/concepts/scan-guidance); this connector
+asks for read permissions only, so ACLs are refreshed when a file changes, or by `tacit sync --full`.
 """
 
 from __future__ import annotations
@@ -107,7 +112,7 @@ async def _owned(w: Walker, what: str, fetch: Any) -> Any:
 # --------------------------------------------------------------------------- delta walk
 async def sync_drive(w: Walker, drive: DriveScope, cp: GraphCheckpoint) -> AsyncIterator[Any]:
     builder = w.client.drives.by_drive_id(drive.id).items.by_drive_item_id("root").delta
-    url = cp.pending.get(drive.key) or cp.delta.get(drive.key)
+    url = w.cursor(cp, drive.key)
     restarts = 0
     while True:
         try:

@@ -51,7 +51,7 @@ async def _sync_folder(w: Walker, mailbox: str, folder: str, cp: GraphCheckpoint
     builder = w.client.users.by_user_id(mailbox).mail_folders.by_mail_folder_id(folder).messages.delta
     config = RequestConfiguration(query_parameters=DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
         select=["id", "conversationId", "lastModifiedDateTime"]))
-    url = cp.pending.get(key) or cp.delta.get(key)
+    url = w.cursor(cp, key)
     restarted = False
     while True:
         try:

@@ -81,7 +81,7 @@ async def _delta(w: Walker, team: Any, channel: Any, cp: GraphCheckpoint) -> Asy
     builder = w.client.teams.by_team_id(team.id).channels.by_channel_id(channel.id).messages.delta
     config = RequestConfiguration(query_parameters=DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
         expand=["replies"], top=PAGE))
-    url = cp.pending.get(key) or cp.delta.get(key)
+    url = w.cursor(cp, key)
     restarted = False
     while True:
         try:
@@ -119,7 +119,7 @@ async def _listing(w: Walker, team: Any, channel: Any, cp: GraphCheckpoint) -> A
     builder = w.client.teams.by_team_id(team.id).channels.by_channel_id(channel.id).messages
     config = RequestConfiguration(query_parameters=MessagesRequestBuilder.MessagesRequestBuilderGetQueryParameters(
         expand=["replies"], top=PAGE))
-    url = cp.pending.get(key)
+    url = w.cursor(cp, key)
     while True:
         page = await w.session.json(url or builder.to_get_request_information(config),
                                     f"messages of channel {channel.display_name}", PERMISSION)

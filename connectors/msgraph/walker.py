@@ -27,6 +27,18 @@ class Walker:
     def skip(self, reason: str) -> None:
         self.skipped[reason] += 1
 
+    def cursor(self, cp: GraphCheckpoint, key: str) -> str | None:
+        """Where a scope resumes: its pending nextLink, else its deltaLink; None (start over) when
+        the link points elsewhere than the configured `base_url` (the source moved to another cloud
+        or server: a link there would fail, and would get no token)."""
+        url = cp.pending.get(key) or cp.delta.get(key)
+        if url and not url.startswith(self.settings.api_url + "/"):
+            cp.pending.pop(key, None)
+            cp.delta.pop(key, None)
+            self.stats["foreign_cursors_dropped"] += 1
+            return None
+        return url
+
     @staticmethod
     def mark(checkpoint: GraphCheckpoint) -> CheckpointMark:
         return CheckpointMark(checkpoint=checkpoint.model_copy(deep=True))

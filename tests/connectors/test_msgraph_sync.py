@@ -184,6 +184,18 @@ def test_expired_delta_token_restarts_that_drive_from_scratch(sandbox: tuple[Gra
     assert cp2.delta != cp.delta
 
 
+def test_cursors_of_another_server_are_dropped(sandbox: tuple[GraphSandbox, Workspace]) -> None:
+    sb, ws = sandbox
+    c = connector(sb, ws, mailboxes=[], teams=[])
+    _, cp = run(c)
+    moved = cp.model_copy(deep=True)
+    moved.delta = {k: v.replace(sb.url, "http://127.0.0.1:9") for k, v in moved.delta.items()}
+    items, cp2 = run(c, moved)
+    assert c.sync_stats["foreign_cursors_dropped"] == 1
+    assert {r.external_id for r in items if isinstance(r, Document)} == ws.teams["platform"].documents
+    assert all(v.startswith(sb.url) for v in cp2.delta.values())
+
+
 def test_channel_without_delta_falls_back_to_last_modified(sandbox: tuple[GraphSandbox, Workspace]) -> None:
     sb, ws = sandbox
     space = ws.teams["research"]

@@ -116,6 +116,10 @@ def test_notifications_end_to_end(setup_factory: Callable[..., Setup], db_url: s
     (result,) = s.process_queued()
     assert result["status"] == "processed" and result["documents_written"] == 1
     assert "Freeze moved to Friday." in _doc(ctx, ids.drive_item(space.drive_id, readme)).text
+    with ctx.session() as session:
+        (stored,) = session.scalars(select(models.WebhookEvent.body))
+    assert json.loads(stored)["value"][0]["resource"] == f"drives/{space.drive_id}/root"
+    assert secret not in stored  # the clientState is checked, never stored
 
     # 3. a Teams reply: the thread alone is fetched again
     root = next(m for m in sb.state.messages.values() if m.team_id == space.team_id and m.reply_to is None)
