@@ -51,10 +51,22 @@ class CheckpointExpired(ConnectorError):
 
 
 # --------------------------------------------------------------------------- records
+MAX_ID_BYTES = 1024  # PostgreSQL's unique index refuses much longer keys (~2.7 kB a row)
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
     external_id: str = Field(min_length=1, max_length=1024)
+
+    @field_validator("external_id")
+    @classmethod
+    def _id_fits(cls, value: str) -> str:
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+            raise ValueError(f"external_id is longer than {MAX_ID_BYTES} bytes")
+        if "\x00" in value:
+            raise ValueError("external_id contains a NUL character")
+        return value
 
 
 class Document(_Record):

@@ -36,6 +36,11 @@ def configure(app: Celery, config: TacitConfig) -> Celery:
         result_serializer="json",
         worker_prefetch_multiplier=1,
         task_reject_on_worker_lost=True,
+        # Results are not read back (tasks write to the database); never wait on a result store.
+        task_ignore_result=not eager,
+        # A broker that is down must not hang a request or a command for long.
+        broker_connection_timeout=5,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600},
         beat_schedule=beat_schedule(config),

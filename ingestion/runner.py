@@ -97,18 +97,28 @@ class _Writer:
         self.failures: list[Failure] = []
 
     def add(self, record: Any) -> None:
+        # Within one batch the later of a record and a tombstone for the same id wins.
         if isinstance(record, Document):
+            self._drop_tombstone(record.external_id)
             self.docs.append(record)
         elif isinstance(record, Interaction):
+            self._drop_tombstone(record.external_id)
             self.interactions.append(record)
         elif isinstance(record, Tombstone):
-            self.tombstones.append(record.external_id)
+            ext = record.external_id
+            self.docs = [d for d in self.docs if d.external_id != ext]
+            self.interactions = [i for i in self.interactions if i.external_id != ext]
+            self.tombstones.append(ext)
         elif isinstance(record, Failure):
             self.failures.append(record)
         else:
             raise TypeError(f"a connector yielded {type(record).__name__}, not a record")
         if self.pending >= self.batch_size:
             self.flush()
+
+    def _drop_tombstone(self, external_id: str) -> None:
+        if self.tombstones and external_id in self.tombstones:
+            self.tombstones = [t for t in self.tombstones if t != external_id]
 
     @property
     def pending(self) -> int:
@@ -137,12 +147,7 @@ class _Writer:
         s = self.summary
         t: dict[str, Any] = {k: getattr(s, k) for k in COUNTERS}
         with self.ctx.session() as session:
-            # A tombstone and a document for the same id in one batch: the later one wins.
-            docs = self.docs
-            if self.tombstones and docs:
-                gone = set(self.tombstones)
-                docs = [d for d in docs if d.external_id not in gone]
-            res = store.upsert_documents(session, self.source_id, self.team_id, docs)
+            res = store.upsert_documents(session, self.source_id, self.team_id, self.docs)
             t["documents_written"] += res.written
             t["documents_unchanged"] += res.unchanged
             t["written_document_ids"] = list(res.written_ids or [])
@@ -170,13 +175,25 @@ class _Writer:
         return t
 
 
+def _unreachable(exc: OperationalError) -> bool:
+    """A lost or refused connection, or a busy SQLite file: worth waiting for. Anything else
+    (an index row too large, a constraint) is permanent and raised at once."""
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate:
+        return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03", "53300")
+    message = str(exc.orig).lower()
+    return any(s in message for s in ("database is locked", "connection", "server closed", "terminating"))
+
+
 def retry_db(fn: Callable[[], Any]) -> Any:
     """Run `fn` (one transaction), retrying while the database is unreachable."""
     for attempt in range(DB_ATTEMPTS):
         try:
             return fn()
         except OperationalError as exc:
-            if attempt + 1 >= DB_ATTEMPTS:
+            if attempt + 1 >= DB_ATTEMPTS or not _unreachable(exc):
                 raise
             wait = min(30.0, 0.5 * 2**attempt)
             log.warning("database unavailable (%s); retrying in %.1fs", type(exc.orig).__name__ if exc.orig else exc,

@@ -139,3 +139,22 @@ def test_ingest_records_is_idempotent(ctx: Context, batch: int) -> None:
     first = ingest_records(ctx, "assistant", records, batch_size=batch)
     again = ingest_records(ctx, "assistant", records, batch_size=batch)
     assert (first.documents_written, again.documents_written, again.documents_unchanged) == (5, 0, 5)
+
+
+def test_within_a_batch_the_later_of_record_and_tombstone_wins(ctx: Context) -> None:
+    records = [
+        Document(external_id="a", text="v1"), Tombstone(external_id="a"),  # deleted: gone
+        Tombstone(external_id="b"), Document(external_id="b", text="back"),  # re-created: live
+    ]
+    ingest_records(ctx, "assistant", records)
+    assert _doc_ids(ctx) == ["b"]
+
+
+def test_too_long_or_nul_ids_are_refused_per_record() -> None:
+    from connectors.webhook.records import records_from_payload
+
+    items = [{"type": "document", "external_id": "é" * 600}, {"type": "document", "external_id": "a\x00b"},
+             {"type": "document", "external_id": "ok"}]
+    parsed = list(records_from_payload(items))
+    assert [type(p).__name__ for p in parsed] == ["Failure", "Failure", "Document"]
+    assert "1024 bytes" in parsed[0].message
