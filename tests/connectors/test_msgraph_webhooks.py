@@ -232,3 +232,18 @@ def test_plan_trusts_only_configured_teams(setup_factory: Callable[..., Setup], 
     assert hooks.plan(s.ctx, "m365", [ours]) == ("fetch", [ids.channel_thread(space.team_id, channel, "1")])
     assert hooks.plan(s.ctx, "m365", [ours, other]) == ("sync", [])
     assert hooks.plan(s.ctx, "m365", [mail]) == ("sync", [])
+
+
+def test_the_service_app_mounts_the_graph_routes(setup_factory: Callable[..., Setup], sqlite_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from ingestion.api import create_app
+
+    s = setup_factory(sqlite_url)
+    with TestClient(create_app(s.ctx, process_teams=False)) as client:
+        echo = client.post("/webhooks/msgraph/m365", params={"validationToken": "token-1"})
+        assert (echo.status_code, echo.text) == (200, "token-1")
+        assert echo.headers["content-type"].startswith("text/plain")
+        assert client.post("/webhooks/msgraph/m365/lifecycle", params={"validationToken": "t"}).text == "t"
+        refused = client.post("/webhooks/msgraph/m365", json={"value": [{"clientState": "nope"}]})
+        assert refused.status_code == 403
