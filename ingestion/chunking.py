@@ -7,10 +7,11 @@ own is split at its lines (code, tables, lists), then at sentences, and only as 
 at token boundaries, so a chunk never ends inside a code block or a table row when that can be
 avoided. Every chunk carries its heading path; a continued table repeats its header row.
 
-Speed comes from tokenizing in batches: every block of every document once, then every packed
-chunk once to make its count exact. Token counts of concatenations are nearly additive, so
-packing works from the block counts plus a small cost per gap; the final batch pass finds the
-rare chunk whose true count is over the limit, and only that chunk is packed again, tighter.
+Speed comes from tokenizing in batches. A section short enough to fit is counted whole and,
+when it fits, is one chunk: one pass. Longer sections have every block counted once, are
+packed from those counts (token counts of concatenations are nearly additive: packing adds a
+small cost per gap), and every packed chunk is counted once more to make its count exact; the
+rare chunk whose true count is over the limit is packed again, tighter.
 """
 
 from __future__ import annotations
@@ -370,9 +371,14 @@ def chunk_markdown(text: str, *, tokenizer: Any, max_tokens: int, overlap_tokens
     return chunk_documents([text], tokenizer=tokenizer, max_tokens=max_tokens, overlap_tokens=overlap_tokens)[0]
 
 
+#: A section shorter than this many characters per token of budget is first counted whole:
+#: most sections of real documents fit in one chunk, and then one tokenizer pass is enough.
+_CHARS_PER_TOKEN_GUESS = 8
+
+
 def chunk_documents(texts: Sequence[str], *, tokenizer: Any, max_tokens: int, overlap_tokens: int = 0,
                     counter: TokenCounter | None = None) -> list[list[Chunk]]:
-    """Chunks of many documents, tokenized together in two batch passes.
+    """Chunks of many documents, tokenized together in batch passes.
 
     No chunk has more than `max_tokens` tokens (without special tokens); consecutive chunks
     of one section share up to `overlap_tokens` tokens of whole blocks or sentences.
@@ -383,30 +389,45 @@ def chunk_documents(texts: Sequence[str], *, tokenizer: Any, max_tokens: int, ov
         raise ValueError("overlap_tokens must be at least 0 and smaller than max_tokens")
     counter = counter or token_counter(tokenizer)
     parsed = [parse_sections(t) for t in texts]
-    flat = [(t, u) for t, sections in zip(texts, parsed, strict=True) for s in sections for u in s.units]
+    out: list[dict[int, list[Chunk]]] = [{} for _ in texts]
+
+    # 1. Short sections counted whole: those that fit are a chunk each, with an exact count.
+    short = [(d, k, s) for d, sections in enumerate(parsed) for k, s in enumerate(sections)
+             if s.units[-1].end - s.units[0].start <= max_tokens * _CHARS_PER_TOKEN_GUESS]
+    counts = counter.counts([texts[d][s.units[0].start:s.units[-1].end] for d, _, s in short])
+    whole = set()
+    for (d, k, s), n in zip(short, counts, strict=True):
+        if n <= max_tokens:
+            a, b = s.units[0].start, s.units[-1].end
+            out[d][k] = [Chunk(texts[d][a:b], n, list(s.path), a, b)]
+            whole.add((d, k))
+
+    # 2. The other sections: count their blocks, pack them, count each packed chunk exactly.
+    rest = [(d, k, s) for d, sections in enumerate(parsed) for k, s in enumerate(sections) if (d, k) not in whole]
+    flat = [(texts[d], u) for d, _, s in rest for u in s.units]
     for (_t, u), n in zip(flat, counter.counts([t[u.start:u.end] for t, u in flat]), strict=True):
         u.tokens = n
-
-    # Pack every section, then count every candidate chunk exactly in one more batch.
-    plans: list[tuple[int, list[str], list[_Unit]]] = []
-    for d, (text, sections) in enumerate(zip(texts, parsed, strict=True)):
-        for section in sections:
-            units: list[_Unit] = []
-            for u in section.units:
-                units.extend(_split(text, u, max_tokens, counter) if u.tokens > max_tokens else [u])
-            for group in _Packer(text, counter, max_tokens, overlap_tokens).pack(units):
-                plans.append((d, section.path, group))
-    rendered = [_render(texts[d], g) for d, _, g in plans]
-    exact = counter.counts(rendered)
-
-    out: list[list[Chunk]] = [[] for _ in texts]
-    for (d, path, group), body, n in zip(plans, rendered, exact, strict=True):
+    plans: list[tuple[int, int, list[str], list[_Unit]]] = []
+    for d, k, section in rest:
         text = texts[d]
+        units: list[_Unit] = []
+        for u in section.units:
+            units.extend(_split(text, u, max_tokens, counter) if u.tokens > max_tokens else [u])
+        for group in _Packer(text, counter, max_tokens, overlap_tokens).pack(units):
+            plans.append((d, k, section.path, group))
+    rendered = [_render(texts[d], g) for d, _, _, g in plans]
+    exact = counter.counts(rendered)
+    for (d, k, path, group), body, n in zip(plans, rendered, exact, strict=True):
+        chunks = out[d].setdefault(k, [])
         if n <= max_tokens:
-            out[d].append(Chunk(body, n, list(path), group[0].start, group[-1].end))
+            chunks.append(Chunk(body, n, list(path), group[0].start, group[-1].end))
         else:
-            out[d].extend(_refit(text, path, group, max_tokens, n, counter))
-    return [_drop_contained(chunks) if overlap_tokens else chunks for chunks in out]
+            chunks.extend(_refit(texts[d], path, group, max_tokens, n, counter))
+    result = []
+    for by_section in out:
+        chunks = [c for k in sorted(by_section) for c in by_section[k]]
+        result.append(_drop_contained(chunks) if overlap_tokens else chunks)
+    return result
 
 
 def _drop_contained(chunks: list[Chunk]) -> list[Chunk]:

@@ -16,6 +16,7 @@
    yields are retired), and `processed_hash` set to the hash that was processed. A row changed
    or locked by another worker meanwhile is left for the next run.
 
+Deleted records and records whose team changed are taken back in `ingestion.retirement`.
 Works the same on SQLite and PostgreSQL (upserts with ON CONFLICT; row locks with SKIP LOCKED
 where the database has them).
 """
@@ -46,6 +47,15 @@ from ingestion.examples import (
     structure_qa,
 )
 from ingestion.hygiene import DuplicateIndex, LineStats, scrub, strip_boilerplate
+from ingestion.retirement import (
+    STATE_KEY,
+    batches,
+    derived_from,
+    parent_teams,
+    reroute,
+    retire_deleted,
+    retire_examples,
+)
 from ingestion.routing import TeamRouter
 from tacit.context import Context
 
@@ -53,49 +63,26 @@ log = logging.getLogger(__name__)
 
 PAGE = 64  # records per write transaction
 SCAN = 1000  # ids looked at per query when finding pending records
-STATE_KEY = "processing"
 Progress = Callable[..., None]
 
 
 def process_team(ctx: Context, team: str, progress: Progress | None = None) -> dict[str, Any]:
-    """Bring one team's chunks and examples up to date with the corpus; returns counts."""
-    return _TeamRun(ctx, team, progress).run()
+    """Bring one team's chunks and examples up to date with the corpus; returns counts.
+
+    Records that came in through this team's sources but feed other teams (a shared workspace)
+    are processed too, for those teams, in the same call (their counts under `other_teams`), so
+    processing that follows a sync never leaves part of what the sync brought behind.
+    """
+    run = _TeamRun(ctx, team, progress)
+    result = run.run()
+    others = {name: _TeamRun(ctx, name, progress).run() for name in sorted(run.other_teams)}
+    if others:
+        result["other_teams"] = others
+    return result
 
 
 def _insert(session: Session, table: Any) -> Any:
     return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(table)
-
-
-def _batches(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
-def flag_adapters(session: Session, example_ids: Sequence[int], reason: str) -> int:
-    """Mark every adapter version trained on any of `example_ids` for a clean retrain."""
-    flagged = 0
-    for batch in _batches(list(example_ids)):
-        adapter_ids = list(session.scalars(
-            select(models.AdapterLineage.adapter_id).where(models.AdapterLineage.example_id.in_(batch)).distinct()))
-        if adapter_ids:
-            res = session.execute(
-                update(models.Adapter)
-                .where(models.Adapter.id.in_(adapter_ids), models.Adapter.needs_clean_retrain.is_(False))
-                .values(needs_clean_retrain=True, flag_reason=reason[:2000])
-                .execution_options(synchronize_session=False))
-            flagged += res.rowcount or 0
-    return flagged
-
-
-def retire_examples(session: Session, ids: Sequence[int], reason: str | None = None) -> tuple[int, int]:
-    """Retire examples; with a reason, flag the adapters that learned them. (retired, flagged)."""
-    if not ids:
-        return 0, 0
-    now = utcnow()
-    for batch in _batches(list(ids)):
-        session.execute(update(models.Example).where(models.Example.id.in_(batch))
-                        .values(retired_at=now).execution_options(synchronize_session=False))
-    return len(ids), (flag_adapters(session, ids, reason) if reason else 0)
 
 
 class _TeamRun:
@@ -121,11 +108,12 @@ class _TeamRun:
         self._teacher_failures = 0
         self._done = 0
         self._total: int | None = None
+        self.other_teams: set[str] = set()  # teams that records of this team's sources feed
 
     # ------------------------------------------------------------------ driver
     def run(self) -> dict[str, Any]:
-        self._reroute()
-        self._retire_deleted()
+        reroute(self.ctx, self.router, self.team_ids, self.stats)
+        retire_deleted(self.ctx, self.stats)
         if self.progress:
             self._total = self._count_pending()
             self._report("processing documents")
@@ -192,126 +180,20 @@ class _TeamRun:
                 if not rows:
                     return
                 last = rows[-1].id
-                parents = {} if is_doc else self._parent_teams(s, rows)
-            mine = [r.id for r in rows
-                    if self.router.team_for(r.source_id, r.acl,
+                parents = {} if is_doc else parent_teams(s, self.router, rows)
+            mine = []
+            for r in rows:
+                team = self.router.team_for(r.source_id, r.acl,
                                             None if is_doc else parents.get((r.source_id, r.document_external_id)))
-                    == self.team]
+                if team == self.team:
+                    mine.append(r.id)
+                elif self.router.source_teams[r.source_id] == self.team:
+                    self.other_teams.add(team)
             self._done += len(rows) - len(mine)
-            for batch in _batches(mine, PAGE):
+            for batch in batches(mine, PAGE):
                 yield list(batch)
                 self._done += len(batch)
                 self._report("processing documents" if is_doc else "processing interactions")
-
-    def _parent_teams(self, s: Session, rows: Sequence[Any]) -> dict[tuple[int, str], str]:
-        """The team of the document each interaction belongs to (same source)."""
-        wanted = {(r.source_id, r.document_external_id) for r in rows if r.document_external_id}
-        out: dict[tuple[int, str], str] = {}
-        by_source: dict[int, list[str]] = {}
-        for source_id, ext in wanted:
-            by_source.setdefault(source_id, []).append(ext)
-        for source_id, exts in by_source.items():
-            for batch in _batches(exts):
-                for d in s.execute(select(models.Document.source_id, models.Document.external_id, models.Document.acl)
-                                   .where(models.Document.source_id == source_id,
-                                          models.Document.external_id.in_(batch))):
-                    out[(d.source_id, d.external_id)] = self.router.team_for(d.source_id, d.acl)
-        return out
-
-    # ------------------------------------------------------------------ re-routing
-    def _reroute(self) -> None:
-        """When the mapping of records to teams changed in `tacit.toml` (principals, teams,
-        sources), records processed for a team they no longer map to have their examples
-        retired (that team's adapters are flagged, as for a deletion) and are processed again
-        for the team they map to now. Costs one scan of the corpus, only after such a change."""
-        fingerprint = self.router.fingerprint()
-        with self.ctx.session() as s:
-            states = s.execute(select(models.Source.state)).scalars().all()
-        if all(((st or {}).get(STATE_KEY) or {}).get("routing") == fingerprint for st in states):
-            return
-        names = {v: k for k, v in self.team_ids.items()}
-        for model, what in ((models.Document, "document"), (models.Interaction, "interaction")):
-            is_doc = model is models.Document
-            last = 0
-            while True:
-                cols = [model.id, model.source_id, model.acl, model.team_id]
-                if not is_doc:
-                    cols.append(model.document_external_id)
-                with self.ctx.session() as s:
-                    rows = s.execute(select(*cols).where(model.deleted_at.is_(None), model.processed_hash.is_not(None),
-                                                         model.id > last).order_by(model.id).limit(SCAN)).all()
-                    if not rows:
-                        break
-                    last = rows[-1].id
-                    parents = {} if is_doc else self._parent_teams(s, rows)
-                    moved: dict[tuple[int, str], list[int]] = {}
-                    for r in rows:
-                        team = self.router.team_for(r.source_id, r.acl, None if is_doc else
-                                                    parents.get((r.source_id, r.document_external_id)))
-                        if self.team_ids.get(team) != r.team_id:
-                            moved.setdefault((r.team_id, team), []).append(r.id)
-                    for (old, team), ids in moved.items():
-                        self._unroute(s, model, ids, f"{len(ids)} {what}(s) that fed team {names.get(old, old)} "
-                                                     f"now feed team {team} (team mapping changed in tacit.toml)")
-        with self.ctx.session() as s:
-            stmt = select(models.Source)
-            if s.get_bind().dialect.name == "postgresql":
-                stmt = stmt.with_for_update()
-            for source in s.scalars(stmt):
-                state = dict(source.state or {})
-                state[STATE_KEY] = dict(state.get(STATE_KEY) or {}, routing=fingerprint)
-                source.state = state
-
-    def _unroute(self, s: Session, model: Any, ids: list[int], reason: str) -> None:
-        if model is models.Document:
-            cond = models.Example.document_id.in_(ids)
-            s.execute(update(models.Chunk).where(models.Chunk.document_id.in_(ids), models.Chunk.retired_at.is_(None))
-                      .values(retired_at=utcnow()).execution_options(synchronize_session=False))
-        else:
-            cond = or_(models.Example.interaction_id.in_(ids), models.Example.origin.in_([f"pair:{i}" for i in ids]))
-        example_ids = list(s.scalars(select(models.Example.id).where(cond, models.Example.retired_at.is_(None))))
-        retired, flagged = retire_examples(s, example_ids, reason)
-        self.stats["examples_retired"] += retired
-        self.stats["adapters_flagged"] += flagged
-        self.stats["rerouted"] += len(ids)
-        s.execute(update(model).where(model.id.in_(ids)).values(processed_hash=None)
-                  .execution_options(synchronize_session=False))
-
-    # ------------------------------------------------------------------ deletion
-    def _retire_deleted(self) -> None:
-        """Deleted documents and interactions (any team): their chunks and examples retire and
-        the adapters that learned from them are flagged. `processed_hash` is cleared, so a
-        document that comes back is processed again."""
-        for model, what in ((models.Document, "document"), (models.Interaction, "interaction")):
-            while True:
-                with self.ctx.session() as s:
-                    rows = s.execute(select(model.id, model.external_id, models.Source.name)
-                                     .join(models.Source, models.Source.id == model.source_id)
-                                     .where(model.deleted_at.is_not(None), model.processed_hash.is_not(None))
-                                     .order_by(model.id).limit(500)).all()
-                    if not rows:
-                        break
-                    ids = [r.id for r in rows]
-                    first = rows[0]
-                    more = f" and {len(rows) - 1} more" if len(rows) > 1 else ""
-                    reason = f"{what} {first.name}/{first.external_id}{more} deleted at the source"
-                    if model is models.Document:
-                        cond = models.Example.document_id.in_(ids)
-                        res = s.execute(update(models.Chunk)
-                                        .where(models.Chunk.document_id.in_(ids), models.Chunk.retired_at.is_(None))
-                                        .values(retired_at=utcnow()).execution_options(synchronize_session=False))
-                        self.stats["chunks_retired"] += res.rowcount or 0
-                    else:
-                        cond = or_(models.Example.interaction_id.in_(ids),
-                                   models.Example.origin.in_([f"pair:{i}" for i in ids]))
-                    example_ids = list(s.scalars(select(models.Example.id)
-                                                 .where(cond, models.Example.retired_at.is_(None))))
-                    retired, flagged = retire_examples(s, example_ids, reason)
-                    self.stats["examples_retired"] += retired
-                    self.stats["adapters_flagged"] += flagged
-                    self.stats[f"{what}s_deleted"] += len(ids)
-                    s.execute(update(model).where(model.id.in_(ids)).values(processed_hash=None)
-                              .execution_options(synchronize_session=False))
 
     # ------------------------------------------------------------------ documents
     def _line_stats(self, s: Session, source_ids: set[int]) -> None:
@@ -445,7 +327,7 @@ class _TeamRun:
                                       document_id=r.id))
             done.append((r.id, r.content_hash))
             self.stats["documents_processed"] += 1
-        self._replace(s, models.Example.document_id.in_([i for i, _ in done]), rows, "document")
+        self._replace(s, derived_from(models.Document, [i for i, _ in done]), rows, "document")
         for doc_id, content_hash in done:
             s.execute(update(models.Document).where(models.Document.id == doc_id)
                       .values(processed_hash=content_hash, team_id=self.team_id)
@@ -515,7 +397,7 @@ class _TeamRun:
         wanted = [(r.source_id, r.document_external_id) for r in rows if r.document_external_id]
         for source_id in {w[0] for w in wanted}:
             exts = [e for sid, e in wanted if sid == source_id]
-            for batch in _batches(exts):
+            for batch in batches(exts):
                 for d in s.execute(select(models.Document.external_id, models.Document.title)
                                    .where(models.Document.source_id == source_id,
                                           models.Document.external_id.in_(batch))):
@@ -559,8 +441,7 @@ class _TeamRun:
                 done.append((r.id, r.content_hash))
             ok = {i for i, _ in done}
             rows_out = [self._row(d) for d in drafts if d.interaction_id in ok or d.pair_id in ok]
-            self._replace(s, or_(models.Example.interaction_id.in_(list(ok)),
-                                 models.Example.origin.in_([f"pair:{i}" for i in ok])), rows_out, "interaction")
+            self._replace(s, derived_from(It, sorted(ok)), rows_out, "interaction")
             for iid, content_hash in done:
                 s.execute(update(It).where(It.id == iid).values(processed_hash=content_hash, team_id=self.team_id)
                           .execution_options(synchronize_session=False))
@@ -579,7 +460,7 @@ class _TeamRun:
             if not rows:
                 return out
             last = rows[-1].id
-            parents = self._parent_teams(s, rows)
+            parents = parent_teams(s, self.router, rows)
             candidates = [r for r in rows if r.id not in exclude
                           and self.router.team_for(r.source_id, r.acl,
                                                    parents.get((r.source_id, r.document_external_id))) == self.team]

@@ -51,9 +51,13 @@ def test_sample_workspace_gives_all_four_kinds_with_provenance(ctx: Context) -> 
     calls: list[dict[str, Any]] = []
     result = process_team(ctx, "platform", progress=lambda **kw: calls.append(kw))
     assert result["documents_processed"] == 6 and result["interactions_processed"] == 11
+    # Support's pages came in through the platform source: they were built for support.
+    assert result["other_teams"]["support"]["documents_processed"] == 6
     assert result["chunks_written"] > 0 and result["examples_written"] > 0
     assert result["scrubbed"]["password"] == 1 and result["scrubbed"]["email"] == 4
-    assert calls[-1]["completed"] == calls[-1]["total"] and "platform" in calls[-1]["description"]
+    done = [c for c in calls if c["description"].endswith(": done")]
+    assert [c["description"] for c in done] == ["platform: done", "support: done"]
+    assert all(c["completed"] == c["total"] for c in done)
     rows = examples(ctx, "platform")
     by_kind = Counter(r["kind"] for r in rows)
     assert set(by_kind) == {"cpt", "qa", "chat", "preference"}
@@ -179,7 +183,8 @@ def test_tombstones_retire_chunks_and_examples_and_flag_adapters(ctx: Context) -
 def test_incremental_second_run_does_nothing_and_a_change_rechunks_one_document(ctx: Context) -> None:
     load_sample(ctx)
     first = process_all(ctx)
-    assert all(r["documents_processed"] for r in first.values())
+    assert first["platform"]["documents_processed"] == 6
+    assert first["platform"]["other_teams"]["support"]["documents_processed"] == 6
     second = process_all(ctx)
     for r in second.values():
         assert (r["documents_processed"], r["interactions_processed"], r["chunks_written"], r["examples_written"],
@@ -240,9 +245,11 @@ def test_a_document_whose_acl_moves_it_to_another_team_flags_the_first_team(ctx:
         s.add(models.AdapterLineage(adapter_id=adapter.id, example_id=example))
         adapter_id = adapter.id
     ingest(ctx, "assistant", [dict(page, acl=["team:support"])])
-    assert process_team(ctx, "platform")["documents_processed"] == 0  # not platform's any more
-    moved = process_team(ctx, "support")
+    result = process_team(ctx, "platform")  # processing after the sync of platform's source …
+    assert result["documents_processed"] == 0  # … finds the page is not platform's any more,
+    moved = result["other_teams"]["support"]  # … and builds it for support in the same call
     assert moved["documents_processed"] == 1 and moved["adapters_flagged"] == 1
+    assert process_team(ctx, "support")["documents_processed"] == 0
     assert examples(ctx, "platform") == []
     assert any("Kestrel" in json.dumps(r["payload"]) for r in examples(ctx, "support"))
     with ctx.session() as s:
@@ -277,7 +284,9 @@ def test_tacit_process_and_export_examples_on_the_command_line(ctx: Context, tmp
         assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["process"])
     assert res.exit_code == 0, res.output
-    assert "platform: documents_processed 0" in res.output  # import already processed (eager mode)
+    # The imports were processed as they came (eager mode), support's pages from the platform
+    # source (a shared workspace) included.
+    assert "platform: documents_processed 0" in res.output and "support: documents_processed 0" in res.output
     res = runner.invoke(app, ["export", "examples", "--team", "support"])
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
@@ -328,7 +337,7 @@ def test_changing_team_principals_reroutes_processed_documents(make_ctx: Callabl
     result = process_team(ctx, "platform")
     assert (result["rerouted"], result["documents_processed"], result["adapters_flagged"]) == (1, 0, 1)
     assert examples(ctx, "platform") == []
-    assert process_team(ctx, "support")["documents_processed"] == 1
+    assert result["other_teams"]["support"]["documents_processed"] == 1
     assert any("Harbor" in json.dumps(r["payload"]) for r in examples(ctx, "support"))
     with ctx.session() as s:
         assert "now feed team support" in s.get(models.Adapter, adapter_id).flag_reason
