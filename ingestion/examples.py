@@ -67,7 +67,7 @@ class Draft:
 def cpt_examples(title: str, chunks: Sequence[Chunk], skip: set[int] | None = None) -> list[Draft]:
     out = []
     for i, chunk in enumerate(chunks):
-        if skip and i in skip:
+        if (skip and i in skip) or not _HEADING_LINE.sub("", chunk.text).strip():  # headings alone teach nothing
             continue
         out.append(Draft("cpt", {"text": cpt_text(title, chunk)}, "chunk", chunk=i))
     return out
