@@ -1,12 +1,29 @@
 """`tacit demo`: the whole story on one laptop, on the bundled sample company (Lumen Labs).
 
-It writes a `tacit.toml` for the sample company, brings its knowledge in, processes it,
-and prints what it did.
+1. start the sandbox Notion and Microsoft Graph servers on loopback (same ports on every run,
+   so stored cursors and delta links stay valid) and write a `tacit.toml` for the company;
+2. sync every source through the real connectors over HTTP, and push the assistant's feedback
+   through the real, signed webhook endpoint;
+3. process the corpus into examples, train each team's adapter, evaluate, promote;
+4. print a summary and write `.tacit/report/` (report.md, PNG plots, summary.json).
+
+A second run is incremental: the demo edits one page, adds one Teams thread and deletes one
+file in the sandbox, and only that is re-synced, reprocessed and trained on. The deleted file's
+knowledge leaves the adapter through a clean retrain (its examples were in the lineage).
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import hmac
 import json
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +33,9 @@ from rich.table import Table
 from connectors.sandbox.company import COMPANY, FACTS, TEAMS, person
 
 DEMO_MARK = "# tacit demo configuration"
+STATE_FILE = "demo/state.json"
+#: The file the second run deletes, and the fact that leaves the adapter with it.
+DELETED_TOPIC = ("research", "Data")
 
 
 def demo_config_path(explicit: str | Path | None) -> Path:
@@ -28,69 +48,333 @@ def demo_config_path(explicit: str | Path | None) -> Path:
     return Path(".tacit/demo/tacit.toml")
 
 
-def write_demo_config(path: Path, *, quick: bool) -> None:
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def load_state(data_dir: Path) -> dict[str, Any]:
+    path = data_dir / STATE_FILE
+    state: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    state.setdefault("run", 0)
+    ports = state.setdefault("ports", {})
+    for name in ("notion", "graph", "graph_auth", "api"):
+        if not ports.get(name) or not _port_free(ports[name]):
+            ports[name] = _free_port()
+    state.setdefault("webhook_secret", "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
+    return state
+
+
+def save_state(data_dir: Path, state: dict[str, Any]) -> None:
+    path = data_dir / STATE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state, indent=2))
+
+
+# ---------------------------------------------------------------------------- configuration
+def eval_sets(data_dir: Path) -> dict[str, Path]:
+    """Per team, the questions colleagues really ask, in other words than the docs use."""
+    out = {}
+    for team in TEAMS:
+        path = data_dir / "demo" / "eval" / f"{team.name}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [{"question": f.eval_question, "answer": f.answer} for f in FACTS if f.team == team.name]
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+        out[team.name] = path
+    return out
+
+
+def write_demo_config(path: Path, *, quick: bool, sources: list[str], evals: dict[str, Path]) -> None:
     model = "tiny-random" if quick else "smollm2-135m"
     lines = [DEMO_MARK, f"# {COMPANY}: {len(TEAMS)} teams. Written by `tacit demo`; safe to delete.", "",
              "[storage]", 'database_url = "sqlite:///.tacit/tacit.db"', 'data_dir = ".tacit"', "",
              "[queue]", 'broker_url = "memory://"', ""]
     for team in TEAMS:
         lines += ["[[teams]]", f'name = "{team.name}"', f'base_model = "{model}"',
-                  f'description = "{team.description}"', f'principals = ["team:{team.name}"]', ""]
-    for team in TEAMS:
-        lines += ["[[sources]]", f'name = "{team.name}-import"', 'kind = "webhook"', f'team = "{team.name}"', ""]
+                  f'description = "{team.description}"', f'principals = ["team:{team.name}"]',
+                  f'eval_set = "{evals[team.name].resolve()}"', "", f"[teams.training]"]
+        # Any new example is worth a refresh here: the second run shows one change being learned.
+        lines += (["max_steps = 6", "seq_len = 256", "min_new_tokens = 1"] if quick else
+                  ["seq_len = 256", "min_new_tokens = 1"])
+        lines.append("")
+    lines += sources
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def sample_records(team: str) -> list[dict[str, Any]]:
-    """The team's handbook pages and the questions colleagues asked, in the record format."""
-    facts = [f for f in FACTS if f.team == team]
-    topics: dict[str, list[str]] = {}
-    for fact in facts:
-        topics.setdefault(fact.topic, []).append(fact.statement)
-    records: list[dict[str, Any]] = []
-    for i, (topic, statements) in enumerate(topics.items()):
-        text = f"# {topic}\n\n" + "\n\n".join(statements) + "\n"
-        records.append({"type": "document", "external_id": f"{team}-handbook-{i}", "title": topic, "text": text,
-                        "authors": [person(team).email], "acl": [f"team:{team}"], "metadata": {"sample": True}})
-    for i, fact in enumerate(facts):
-        records.append({"type": "interaction", "external_id": f"{team}-question-{i}", "kind": "thread",
-                        "document_external_id": None, "acl": [f"team:{team}"],
-                        "messages": [{"author": person(team, 1).name, "role": "user", "text": fact.question},
-                                     {"author": person(team, 0).name, "role": "assistant", "text": fact.statement}]})
-    return records
+# ---------------------------------------------------------------------------- sandboxes
+@contextlib.contextmanager
+def sandboxes(state: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
+    from connectors.sandbox.graph import GraphSandbox
+    from connectors.sandbox.graph.workspace import build_company
+    from connectors.sandbox.notion import NotionSandbox
+
+    notion = NotionSandbox(port=state["ports"]["notion"])
+    graph = GraphSandbox(port=state["ports"]["graph"], auth_port=state["ports"]["graph_auth"])
+    notion.start()
+    graph.start()
+    try:
+        workspace = build_company(graph)
+        yield notion, graph, workspace
+    finally:
+        graph.stop()
+        notion.stop()
 
 
-def run_demo(config: str | Path | None, *, quick: bool, console: Console, out: Console) -> None:
+def source_blocks(notion: Any, graph: Any, workspace: Any, secret: str) -> list[str]:
+    blocks = ["# One Notion workspace shared by every team: each page goes to the team its teamspace names.",
+              notion.source_block("notion", "platform", rate_limit=50)]
+    for team in TEAMS:
+        space = workspace.teams[team.name]
+        users = [workspace.onedrive_user] if team.name == "platform" else []
+        blocks += [
+            f"# {team.title}: SharePoint site, help mailbox and Teams channel.",
+            "[[sources]]", f'name = "m365-{team.name}"', 'kind = "msgraph"', f'team = "{team.name}"',
+            f'tenant_id = "{graph.tenant_id}"', f'client_id = "{graph.client_id}"',
+            f'client_secret = "{graph.client_secret}"', f'authority = "{graph.authority}"',
+            f'ca_bundle = "{graph.ca_file}"', f'base_url = "{graph.url}"', f'sites = ["{space.site_ref}"]',
+            f"users = {json.dumps(users)}", f'mailboxes = ["{space.mailbox}"]', f'teams = ["{space.team_id}"]',
+            "mail_as_documents = true", "rate_limit = 200", "",
+        ]
+    for team in TEAMS:
+        blocks += [f"# The team's chat assistant pushes rated answers here (POST /webhooks/assistant-{team.name}).",
+                   "[[sources]]", f'name = "assistant-{team.name}"', 'kind = "webhook"', f'team = "{team.name}"',
+                   f'secret = "{secret}"', ""]
+    return blocks
+
+
+def apply_changes(notion: Any, graph: Any, workspace: Any) -> list[str]:
+    """The second run's changes at the source: one edited page, one new thread, one deleted file."""
+    changes = []
+    page_id = notion.page_id("platform/On-call")
+    notion.edit_page(page_id, "Update: the on-call handoff now also reviews open SEV2 incidents.", notify=False)
+    changes.append("Notion: the platform team's On-call page was edited")
+    space = workspace.teams["support"]
+    graph.add_channel_thread(space.team_id, "Where do we log customer calls?",
+                             "Customer calls are logged in the Harbor helpdesk under Calls.")
+    changes.append("Teams: a new thread in the support channel")
+    team, topic = DELETED_TOPIC
+    file_id = workspace.fact_file(team, topic)
+    graph.delete_file(file_id)
+    changes.append(f"SharePoint: the {team} team's '{topic}' file was deleted")
+    return changes
+
+
+# ---------------------------------------------------------------------------- webhook push
+@contextlib.contextmanager
+def serve_api(ctx: Any, port: int) -> Iterator[Any]:
+    import uvicorn
+
+    from ingestion.api import create_app
+
+    # Processing runs as its own step of the demo (and is shown there), not behind each event.
+    app = create_app(ctx, process_teams=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def feedback_events(team: str) -> list[dict[str, Any]]:
+    """What the team's chat assistant reports: answers users rated, some with a correction."""
+    events = []
+    for i, fact in enumerate(f for f in FACTS if f.team == team):
+        wrong = "I am not sure; please check the team wiki."
+        good = i % 2 == 0
+        events.append({
+            "type": "interaction", "external_id": f"assistant-{team}-{i}", "kind": "feedback",
+            "acl": [f"team:{team}"], "rating": 1.0 if good else -1.0,
+            "correction": None if good else fact.statement,
+            "messages": [{"author": person(team, 1).email, "role": "user", "text": fact.question},
+                         {"author": "assistant", "role": "assistant", "text": fact.statement if good else wrong}],
+        })
+    return events
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def push_feedback(url: str, secret: str, team: str) -> tuple[int, int]:
+    import httpx
+
+    accepted = duplicate = 0
+    with httpx.Client(timeout=30) as client:
+        for event in feedback_events(team):
+            body = json.dumps(event).encode()
+            msg_id = "msg_" + hashlib.sha256(body).hexdigest()[:24]
+            ts = int(time.time())
+            response = client.post(f"{url}/webhooks/assistant-{team}", content=body, headers={
+                "content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
+                "webhook-signature": sign(secret, msg_id, ts, body)})
+            if response.status_code == 202:
+                accepted += 1
+            elif response.status_code == 200:
+                duplicate += 1
+            else:
+                raise RuntimeError(f"webhook answered {response.status_code}: {response.text}")
+    return accepted, duplicate
+
+
+# ---------------------------------------------------------------------------- the story
+def run_demo(config: str | Path | None, *, quick: bool, console: Console, out: Console) -> dict[str, Any]:
+    from ingestion.tasks import set_context
     from tacit.context import Context
 
+    started = time.monotonic()
     path = demo_config_path(config)
-    write_demo_config(path, quick=quick)
-    console.print(f"[bold]Tacit demo[/bold]: {COMPANY}, {len(TEAMS)} teams — configuration in {path}")
-    ctx = Context.load(path)
-    from ingestion.events import process_event, stage_import
-    from ingestion.tasks import set_context
+    data_dir = (path.parent / ".tacit").resolve()
+    state = load_state(data_dir)
+    state["run"] += 1
+    run = state["run"]
+    console.print(f"[bold]Tacit demo[/bold] — {COMPANY}, {len(TEAMS)} teams, run {run}"
+                  f"{' (quick: tiny-random model)' if quick else ''}; configuration in {path}")
+    summary: dict[str, Any] = {"company": COMPANY, "run": run, "quick": quick,
+                               "base_model": "tiny-random" if quick else "smollm2-135m"}
+    with sandboxes(state) as (notion, graph, workspace):
+        evals = eval_sets(data_dir)
+        write_demo_config(path, quick=quick, evals=evals,
+                          sources=source_blocks(notion, graph, workspace, state["webhook_secret"]))
+        ctx = Context.load(path)
+        set_context(ctx)
+        save_state(data_dir, state)
+        if run > 1:
+            summary["changes"] = apply_changes(notion, graph, workspace)
+            for change in summary["changes"]:
+                console.print(f"  changed at the source: {change}")
+        summary["sync"] = _sync_all(ctx, console)
+    summary["webhooks"] = _push_all(ctx, state, console)
+    summary["processing"] = _process_all(ctx, console)
+    _train_all(ctx, summary, console)
+    summary["duration_s"] = round(time.monotonic() - started, 1)
+    from tacit.report import write_report
 
-    set_context(ctx)
-    rows = []
+    report = write_report(summary, data_dir / "report")
+    _print_summary(summary, out)
+    out.print(f"report: {report}  (figures for scripts: {report.parent / 'summary.json'})")
+    out.print(f'try:  tacit ask {TEAMS[0].name} "{FACTS[0].eval_question}"   (add --base to compare)')
+    return summary
+
+
+def _sync_all(ctx: Any, console: Console) -> dict[str, Any]:
+    from ingestion.runner import run_sync
+    from tacit.cli import progress_bar
+
+    results = {}
+    for source in ctx.config.sources:
+        if source.kind == "webhook":
+            continue
+        with progress_bar(f"syncing {source.name}") as update:
+            summary = run_sync(ctx, source.name, progress=lambda s, u=update, n=source.name: u(
+                completed=s.records, description=f"syncing {n}: {s.records} records"))
+        if summary.status != "succeeded":
+            raise RuntimeError(f"sync of {source.name} failed: {summary.error}")
+        results[source.name] = summary.as_dict()
+        console.print(f"  {source.name}: {summary.documents_written} documents and "
+                      f"{summary.interactions_written} conversations written, {summary.documents_unchanged + summary.interactions_unchanged} unchanged, "
+                      f"{summary.tombstones} deleted, {summary.failures} failures, {summary.requests} requests")
+    return results
+
+
+def _push_all(ctx: Any, state: dict[str, Any], console: Console) -> dict[str, Any]:
+    port = state["ports"]["api"]
+    results = {}
+    with serve_api(ctx, port) as app:
+        for team in TEAMS:
+            accepted, duplicate = push_feedback(f"http://127.0.0.1:{port}", state["webhook_secret"], team.name)
+            results[team.name] = {"accepted": accepted, "duplicate": duplicate}
+            console.print(f"  webhook assistant-{team.name}: {accepted} feedback events accepted (202), "
+                          f"{duplicate} duplicates ignored")
+        app.state.worker.wait_idle(timeout=300)
+    return results
+
+
+def _process_all(ctx: Any, console: Console) -> dict[str, Any]:
+    from ingestion.pipeline import process_team
+    from tacit.cli import progress_bar
+
+    results = {}
     for team in TEAMS:
-        sample = ctx.data_dir / "demo" / f"{team.name}.jsonl"
-        sample.parent.mkdir(parents=True, exist_ok=True)
-        sample.write_text("\n".join(json.dumps(r) for r in sample_records(team.name)) + "\n", encoding="utf-8")
-        written = 0
-        for event_id in stage_import(ctx, f"{team.name}-import", sample):
-            result = process_event(ctx, event_id)
-            written += int(result.get("documents_written", 0)) + int(result.get("interactions_written", 0))
-        rows.append((team.name, written))
-    table = Table(title=f"{COMPANY}: what the demo brought in")
-    table.add_column("team")
-    table.add_column("records written")
-    for name, written in rows:
-        table.add_row(name, str(written))
-    out.print(table)
-    from tacit.status import collect_status
+        with progress_bar(f"processing {team.name}") as update:
+            results[team.name] = process_team(ctx, team.name, progress=lambda u=update, **kw: u(**kw))
+        r = results[team.name]
+        console.print(f"  {team.name}: " + ", ".join(f"{k} {v}" for k, v in r.items()
+                                                     if k != "team" and not isinstance(v, dict)))
+    return results
 
-    status = collect_status(ctx)
-    for team in status["teams"]:
-        out.print(f"{team['name']}: {team['documents']} documents, {team['interactions']} interactions")
-    out.print("Next stages (processing, training) run when they are installed; see `tacit status`.")
+
+def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
+    from training.registry import show_version
+    from training.service import refresh_adapter
+
+    teams: dict[str, Any] = {}
+    samples: dict[str, Any] = {}
+    forgotten: list[str] = []
+    for team in TEAMS:
+        console.print(f"[bold]training {team.name}[/bold]")
+        result = refresh_adapter(ctx, team.name, force=summary["run"] == 1, console=console)
+        shown = show_version(ctx, team.name, None) if result.get("status") != "failed" else {}
+        candidate = result.get("metrics") or shown.get("metrics") or {}
+        teams[team.name] = {
+            "status": result.get("status"), "reason": result.get("reason"),
+            "adapter_version": shown.get("version"), "trained_version": result.get("version"),
+            "clean_retrain": result.get("clean_retrain"), "examples": result.get("examples"),
+            "trained_tokens": result.get("trained_tokens"), "loss_curve": result.get("loss_curve") or [],
+            "qa_before": candidate.get("qa_before"), "qa_after": candidate.get("qa_after"),
+            "qa_loglik_before": candidate.get("qa_logprob_before"),
+            "qa_loglik_after": candidate.get("qa_logprob_after"),
+            "forgetting_before": candidate.get("probe_nll_before"),
+            "forgetting_after": candidate.get("probe_nll_after"), "forgetting": candidate.get("forgetting"),
+            "leakage": candidate.get("leakage") or {},
+        }
+        samples[team.name] = [{"question": a["question"], "expected": a["expected"], "base": a["base"],
+                               "adapter": a["candidate"]} for a in (candidate.get("qa_answers") or [])[:4]]
+        if result.get("clean_retrain") and shown.get("excluded_deleted"):
+            forgotten.append(f"{team.name}: adapter v{shown.get('version')} was retrained from scratch without "
+                             f"{len(shown['excluded_deleted'])} deleted documents")
+    names = [t.name for t in TEAMS]
+    matrix = []
+    for a in names:
+        row = []
+        for b in names:
+            d = teams[a]
+            if a == b:
+                row.append(round((d["qa_after"] or 0) - (d["qa_before"] or 0), 3))
+            else:
+                row.append((d["leakage"].get(b) or {}).get("match_delta") or 0.0)
+        matrix.append(row)
+    summary["teams"] = teams
+    summary["leakage"] = {"teams": names, "matrix": matrix}
+    summary["samples"] = samples
+    summary["forgotten"] = forgotten
+
+
+def _print_summary(summary: dict[str, Any], out: Console) -> None:
+    table = Table(title=f"{COMPANY}: each team's adapter against the base model")
+    for col in ("team", "adapter", "status", "QA match before → after", "general probe loss before → after"):
+        table.add_column(col)
+    for team, d in summary["teams"].items():
+        fmt = lambda v, n=2: "-" if v is None else f"{v:.{n}f}"  # noqa: E731
+        table.add_row(team, f"v{d['adapter_version']}" if d["adapter_version"] else "-", str(d["status"]),
+                      f"{fmt(d['qa_before'])} → {fmt(d['qa_after'])}",
+                      f"{fmt(d['forgetting_before'], 3)} → {fmt(d['forgetting_after'], 3)}")
+    out.print(table)

@@ -10,7 +10,7 @@ its own `last_edited_time`, all in the past), and the workspace's `keys` map nam
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.sandbox.notion.model import (
@@ -152,10 +152,15 @@ def raw(block_type: str, payload: dict[str, Any] | None = None) -> Spec:
 
 
 # --------------------------------------------------------------------------- builder
+BUILD_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
 class Builder:
     def __init__(self, ws: Workspace, start: datetime | None = None) -> None:
         self.ws = ws
-        self.t = minute(start or ws.now() - timedelta(days=60))
+        # A fixed start: the same workspace is built with the same times on every run, so a
+        # second demo run (a fresh sandbox) sees no change where nothing was changed.
+        self.t = minute(start or min(ws.now() - timedelta(days=60), BUILD_START))
         self._pending_synced: list[tuple[Block, str]] = []
 
     def tick(self) -> datetime:

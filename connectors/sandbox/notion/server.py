@@ -48,15 +48,15 @@ DEFAULT_TOKEN = "ntn_lumenlabs_sandbox_integration_token"
 
 
 class ThreadServer:
-    """Any ASGI app served by uvicorn in a daemon thread on a free loopback port."""
+    """Any ASGI app served by uvicorn in a daemon thread on a loopback port (a free one by default)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, port: int = 0) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Accepted sockets inherit this; without it h11's separate header and body writes meet the
         # client's delayed ACK and every keep-alive request waits ~40 ms.
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind(("127.0.0.1", port))
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
@@ -82,7 +82,8 @@ class ThreadServer:
 
 class NotionSandbox:
     def __init__(self, workspace: Workspace | None = None, *, token: str = DEFAULT_TOKEN,
-                 rate_limit: float | None = None, burst: int = 10) -> None:
+                 rate_limit: float | None = None, burst: int = 10, port: int = 0) -> None:
+        self.port = port
         if workspace is None:
             from connectors.sandbox.notion.workspace import build_workspace
 
@@ -109,7 +110,7 @@ class NotionSandbox:
     def start(self) -> NotionSandbox:
         from connectors.sandbox.notion.api import create_api
 
-        self._server = ThreadServer(create_api(self)).start()
+        self._server = ThreadServer(create_api(self), self.port).start()
         return self
 
     def stop(self) -> None:
