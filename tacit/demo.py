@@ -21,7 +21,6 @@ import hmac
 import json
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,7 +101,7 @@ def write_demo_config(path: Path, *, quick: bool, sources: list[str], evals: dic
     for team in TEAMS:
         lines += ["[[teams]]", f'name = "{team.name}"', f'base_model = "{model}"',
                   f'description = "{team.description}"', f'principals = ["team:{team.name}"]',
-                  f'eval_set = "{evals[team.name].resolve()}"', "", f"[teams.training]"]
+                  f'eval_set = "{evals[team.name].resolve()}"', "", "[teams.training]"]
         # Any new example is worth a refresh here: the second run shows one change being learned.
         lines += (["max_steps = 6", "seq_len = 256", "min_new_tokens = 1"] if quick else
                   ["seq_len = 256", "min_new_tokens = 1"])
@@ -173,23 +172,13 @@ def apply_changes(notion: Any, graph: Any, workspace: Any) -> list[str]:
 # ---------------------------------------------------------------------------- webhook push
 @contextlib.contextmanager
 def serve_api(ctx: Any, port: int) -> Iterator[Any]:
-    import uvicorn
-
+    from connectors.sandbox.server import ThreadedServer
     from ingestion.api import create_app
 
     # Processing runs as its own step of the demo (and is shown there), not behind each event.
     app = create_app(ctx, process_teams=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
+    with ThreadedServer(app, port=port, lifespan="on"):
         yield app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def feedback_events(team: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from connectors.msgraph import ids
 from connectors.sandbox.graph import GraphSandbox, files
-from connectors.sandbox.graph.server import ThreadedServer
+from connectors.sandbox.server import ThreadedServer
 from connectors.sandbox.graph.workspace import Workspace, build_company
 from db import models
 from ingestion import msgraph_webhooks as hooks

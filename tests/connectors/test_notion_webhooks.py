@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from connectors.sandbox.company import person
-from connectors.sandbox.notion import NotionSandbox, ThreadServer
+from connectors.sandbox.notion import NotionSandbox, ThreadedServer
 from db import models
 from ingestion.events import process_event
 from ingestion.notion_webhooks import plan, router
@@ -44,7 +44,7 @@ class Receiver:
         app.include_router(router)
         self.queued: list[int] = []
         ctx.dispatch_event = self.queued.append  # type: ignore[attr-defined]
-        self.server = ThreadServer(app).start()
+        self.server = ThreadedServer(app).start()
         self.url = f"{self.server.url}/webhooks/notion/eng"
 
     def process(self, ctx: Context) -> list[dict[str, Any]]:

@@ -34,8 +34,8 @@ from fastapi.responses import JSONResponse, Response
 
 from connectors.sandbox.graph.api import ERROR_CODES, ERROR_TEXT, GraphApi, Reply, error
 from connectors.sandbox.graph.notify import Subscriptions
-from connectors.sandbox.graph.server import ThreadedServer, self_signed_certificate
 from connectors.sandbox.graph.state import SandboxState
+from connectors.sandbox.server import ThreadedServer, self_signed_certificate
 
 __all__ = ["GraphSandbox"]
 

@@ -19,7 +19,6 @@ import hmac
 import json
 import math
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -30,7 +29,6 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-import uvicorn
 
 from connectors.sandbox.notion.model import (
     Block,
@@ -43,41 +41,9 @@ from connectors.sandbox.notion.model import (
     stable_id,
     text,
 )
+from connectors.sandbox.server import ThreadedServer
 
 DEFAULT_TOKEN = "ntn_lumenlabs_sandbox_integration_token"
-
-
-class ThreadServer:
-    """Any ASGI app served by uvicorn in a daemon thread on a loopback port (a free one by default)."""
-
-    def __init__(self, app: Any, port: int = 0) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted sockets inherit this; without it h11's separate header and body writes meet the
-        # client's delayed ACK and every keep-alive request waits ~40 ms.
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.bind(("127.0.0.1", port))
-        self.port = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                timeout_keep_alive=30)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True,
-                                        name=f"sandbox-{self.port}")
-
-    def start(self) -> ThreadServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the sandbox server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
 
 
 class NotionSandbox:
@@ -97,7 +63,7 @@ class NotionSandbox:
         self._faults: list[tuple[int, int | None]] = []
         self._lock = threading.Lock()
         self._tat = 0.0
-        self._server: ThreadServer | None = None
+        self._server: ThreadedServer | None = None
         self.webhook_url: str | None = None
         self.verification_token: str | None = None
         self.deliveries: list[tuple[dict[str, Any], int]] = []
@@ -110,7 +76,7 @@ class NotionSandbox:
     def start(self) -> NotionSandbox:
         from connectors.sandbox.notion.api import create_api
 
-        self._server = ThreadServer(create_api(self), self.port).start()
+        self._server = ThreadedServer(create_api(self), port=self.port).start()
         return self
 
     def stop(self) -> None:

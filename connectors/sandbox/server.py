@@ -1,8 +1,8 @@
 """Serve an ASGI app on loopback from a background thread (uvicorn), optionally over TLS.
 
-Used by the fake Graph (its API over HTTP, its token authority over HTTPS, because
-azure-identity only talks to an https authority) and by tests that need a real webhook receiver
-the sandbox can POST to.
+Used by the fake Notion and Graph servers (Graph's token authority over HTTPS, because
+azure-identity only talks to an https authority), by the demo's webhook service, and by tests
+that need a real webhook receiver a sandbox can POST to.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ import uvicorn
 class ThreadedServer:
     """`start()` binds 127.0.0.1 on a free port and serves `app` until `stop()`."""
 
-    def __init__(self, app: Any, *, port: int = 0, certfile: str | None = None, keyfile: str | None = None) -> None:
+    def __init__(self, app: Any, *, port: int = 0, certfile: str | None = None, keyfile: str | None = None,
+                 lifespan: str = "off") -> None:
         self.app = app
+        self.lifespan = lifespan
         self.certfile = certfile
         self.keyfile = keyfile
         self.port = port  # 0: any free port
@@ -37,7 +39,7 @@ class ThreadedServer:
     def start(self) -> ThreadedServer:
         # uvicorn binds the port itself: handing it a pre-bound socket (`sockets=`) costs ~40 ms a
         # request on loopback (Nagle's algorithm meets delayed ACKs on that socket).
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan=self.lifespan,
                                 ssl_certfile=self.certfile, ssl_keyfile=self.keyfile, timeout_keep_alive=30,
                                 timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
