@@ -24,7 +24,7 @@ from typing import Any
 
 _FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n]*)$", re.M)
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.M)
-_RUN = re.compile(r"^[ \t]*\S[^\n]*(?:\n[ \t]*\S[^\n]*)*", re.M)  # consecutive non-blank lines
+_RUN = re.compile(r"^[^\S\n]*\S[^\n]*(?:\n[^\S\n]*\S[^\n]*)*", re.M)  # consecutive non-blank lines
 _LIST = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]")
 _TABLE_SEP = re.compile(r"^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)*\|?[ \t]*$")
 _LINE = re.compile(r"[^\n]*\S[^\n]*")
@@ -53,6 +53,7 @@ class _Unit:
     kind: str
     tokens: int = 0
     context: tuple[int, int] | None = None  # a split table's header span, repeated when it starts a chunk
+    exact: bool = True  # `tokens` is the exact count of the unit's text (not an estimate)
 
 
 @dataclass(slots=True)
@@ -71,6 +72,7 @@ class TokenCounter:
         self.backend = backend
         self._batch = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
         self._gaps: dict[tuple[str, str], int] = {}
+        self.additive = _newline_additive(backend)
 
     def counts(self, texts: Sequence[str]) -> list[int]:
         if not texts:
@@ -94,6 +96,26 @@ class TokenCounter:
             cost = max(0, ab - a - b)
             self._gaps[key] = cost
         return cost
+
+
+def _newline_additive(backend: Any) -> bool:
+    """Whether counts add up exactly across a line break: true of byte-level BPE with GPT-2's
+    pre-tokenization regex (SmolLM2, GPT-2 and their kin), no normalizer and no added token that
+    holds or strips whitespace. That regex never lets a pre-token run across a newline that is
+    followed by a visible character, so `count(a + gap + b) == count(a) + count(gap in context)
+    + count(b)` when `a` and `b` have no whitespace at their ends and `gap` ends with a newline
+    (https://github.com/huggingface/tokenizers/blob/main/tokenizers/src/pre_tokenizers/byte_level.rs)."""
+    try:
+        from tokenizers.pre_tokenizers import ByteLevel
+    except ImportError:  # pragma: no cover
+        return False
+    pre = getattr(backend, "pre_tokenizer", None)
+    if backend.normalizer is not None or not isinstance(pre, ByteLevel) or not pre.use_regex or pre.add_prefix_space:
+        return False
+    for token in backend.get_added_tokens_decoder().values():
+        if token.lstrip or token.rstrip or any(c.isspace() for c in token.content):
+            return False
+    return True
 
 
 _COUNTERS: weakref.WeakKeyDictionary[Any, TokenCounter] = weakref.WeakKeyDictionary()
@@ -147,13 +169,18 @@ def _kind(text: str, start: int, end: int) -> str:
     return PARA
 
 
+def _trim(text: str, s: int, e: int) -> tuple[int, int]:
+    """The span without whitespace at either end (units never begin or end with whitespace)."""
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return s, e
+
+
 def _blocks(text: str, start: int, end: int, out: list[_Unit]) -> None:
     for m in _RUN.finditer(text, start, end):
-        s, e = m.start(), m.end()
-        while s < e and text[s] in " \t":
-            s += 1
-        while e > s and text[e - 1] in " \t\r":
-            e -= 1
+        s, e = _trim(text, m.start(), m.end())
         if e > s:
             out.append(_Unit(s, e, _kind(text, s, e)))
 
@@ -174,14 +201,14 @@ def parse_sections(text: str) -> list[_Section]:
             _blocks(text, pos, h.start(), sections[-1].units)
             level = len(h.group(1))
             stack = [(lv, t) for lv, t in stack if lv < level] + [(level, _title(h.group(2)))]
-            sections.append(_Section([t for _, t in stack], [_Unit(h.start(), h.end(), HEADING)]))
+            sections.append(_Section([t for _, t in stack], [_Unit(*_trim(text, h.start(), h.end()), HEADING)]))
             pos = h.end()
         _blocks(text, pos, upto, sections[-1].units)
         pos = upto
 
     for s, e in _code_spans(text):
         prose(s)
-        sections[-1].units.append(_Unit(s, e, CODE))
+        sections[-1].units.append(_Unit(*_trim(text, s, e), CODE))
         pos = e
     prose(len(text))
 
@@ -201,18 +228,13 @@ def parse_sections(text: str) -> list[_Section]:
 
 # --------------------------------------------------------------------------- splitting
 def _line_units(text: str, unit: _Unit) -> list[_Unit]:
-    return [_Unit(m.start(), m.end(), unit.kind) for m in _LINE.finditer(text, unit.start, unit.end)]
+    spans = (_trim(text, m.start(), m.end()) for m in _LINE.finditer(text, unit.start, unit.end))
+    return [_Unit(s, e, unit.kind) for s, e in spans if e > s]
 
 
 def _sentence_units(text: str, unit: _Unit) -> list[_Unit]:
-    out = []
-    for m in _SENTENCE.finditer(text, unit.start, unit.end):
-        e = m.end()
-        while e > m.start() and text[e - 1].isspace():
-            e -= 1
-        if e > m.start():
-            out.append(_Unit(m.start(), e, unit.kind))
-    return out
+    spans = (_trim(text, m.start(), m.end()) for m in _SENTENCE.finditer(text, unit.start, unit.end))
+    return [_Unit(s, e, unit.kind) for s, e in spans if e > s]
 
 
 def _token_units(text: str, unit: _Unit, budget: int, counter: TokenCounter) -> list[_Unit]:
@@ -239,7 +261,7 @@ def _token_units(text: str, unit: _Unit, budget: int, counter: TokenCounter) -> 
         while e > s and text[e - 1].isspace():
             e -= 1
         if e > s:
-            out.append(_Unit(s, e, unit.kind, min(budget, len(offsets)), unit.context))
+            out.append(_Unit(s, e, unit.kind, min(budget, len(offsets)), unit.context, exact=False))
     return out
 
 
@@ -295,6 +317,16 @@ class _Packer:
     def gap(self, prev: _Unit, nxt: _Unit) -> int:
         return self.counter.gap(self.text[prev.end:nxt.start], self.text[nxt.start])
 
+    def exact(self, units: list[_Unit]) -> bool:
+        """Whether `cost(units)` is the group's exact count (see `_newline_additive`)."""
+        if not self.counter.additive or not all(u.exact for u in units):
+            return False
+        for a, b in zip(units, units[1:], strict=False):
+            gap = self.text[a.end:b.start]
+            if not gap.endswith("\n") or gap.strip(" \t\r\n"):  # ASCII whitespace ending in a newline
+                return False
+        return True
+
     def cost(self, units: list[_Unit]) -> int:
         if not units:
             return 0
@@ -341,7 +373,7 @@ class _Packer:
             add = u.tokens + (self.gap(u, tail[0]) if tail else 0)
             if total + add > limit:
                 break
-            tail.insert(0, _Unit(u.start, u.end, u.kind, u.tokens, u.context))
+            tail.insert(0, _Unit(u.start, u.end, u.kind, u.tokens, u.context, u.exact))
             total += add
         last = group[-1]
         if tail or last.kind not in (PARA, LIST, QUOTE):
@@ -392,8 +424,9 @@ def chunk_documents(texts: Sequence[str], *, tokenizer: Any, max_tokens: int, ov
     out: list[dict[int, list[Chunk]]] = [{} for _ in texts]
 
     # 1. Short sections counted whole: those that fit are a chunk each, with an exact count.
+    #    (Not needed where counts add up across line breaks: the blocks' counts are exact then.)
     short = [(d, k, s) for d, sections in enumerate(parsed) for k, s in enumerate(sections)
-             if s.units[-1].end - s.units[0].start <= max_tokens * _CHARS_PER_TOKEN_GUESS]
+             if not counter.additive and s.units[-1].end - s.units[0].start <= max_tokens * _CHARS_PER_TOKEN_GUESS]
     counts = counter.counts([texts[d][s.units[0].start:s.units[-1].end] for d, _, s in short])
     whole = set()
     for (d, k, s), n in zip(short, counts, strict=True):
@@ -407,17 +440,22 @@ def chunk_documents(texts: Sequence[str], *, tokenizer: Any, max_tokens: int, ov
     flat = [(texts[d], u) for d, _, s in rest for u in s.units]
     for (_t, u), n in zip(flat, counter.counts([t[u.start:u.end] for t, u in flat]), strict=True):
         u.tokens = n
-    plans: list[tuple[int, int, list[str], list[_Unit]]] = []
+    plans: list[tuple[int, int, list[str], list[_Unit], int | None]] = []
     for d, k, section in rest:
         text = texts[d]
         units: list[_Unit] = []
         for u in section.units:
             units.extend(_split(text, u, max_tokens, counter) if u.tokens > max_tokens else [u])
-        for group in _Packer(text, counter, max_tokens, overlap_tokens).pack(units):
-            plans.append((d, k, section.path, group))
-    rendered = [_render(texts[d], g) for d, _, _, g in plans]
-    exact = counter.counts(rendered)
-    for (d, k, path, group), body, n in zip(plans, rendered, exact, strict=True):
+        packer = _Packer(text, counter, max_tokens, overlap_tokens)
+        for group in packer.pack(units):
+            plans.append((d, k, section.path, group, packer.cost(group) if packer.exact(group) else None))
+    rendered = [_render(texts[d], g) for d, _, _, g, _ in plans]
+    unknown = [i for i, plan in enumerate(plans) if plan[4] is None]
+    exact = [plan[4] for plan in plans]
+    for i, n in zip(unknown, counter.counts([rendered[i] for i in unknown]), strict=True):
+        exact[i] = n
+    for (d, k, path, group, _), body, n in zip(plans, rendered, exact, strict=True):
+        assert n is not None
         chunks = out[d].setdefault(k, [])
         if n <= max_tokens:
             chunks.append(Chunk(body, n, list(path), group[0].start, group[-1].end))
