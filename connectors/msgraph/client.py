@@ -128,7 +128,7 @@ class GraphSession:
         self.loop = asyncio.new_event_loop()
         self.credential = credential if credential is not None else make_credential(settings)
         self.http_client = http.async_client(base_url=settings.api_url, follow_redirects=True,
-                                             headers={"User-Agent": "tacit-msgraph"})
+                                             headers={"User-Agent": "tacit-msgraph"}, timeout=settings.timeout_s)
         self.adapter = HttpxRequestAdapter(make_auth_provider(settings, self.credential),
                                            http_client=self.http_client)
         self.adapter.base_url = settings.api_url
@@ -192,7 +192,7 @@ class GraphSession:
             info = request
         info.headers.try_add("Accept", "application/json")
         raw = await self.call(what, permission, lambda: self.adapter.send_primitive_async(info, "bytes", ERROR_MAP))
-        return json.loads(raw or b"{}")
+        return _loads(raw, what)
 
     async def download(self, drive_id: str, item_id: str, cap: int, what: str) -> bytes | None:
         """Stream a file's content (following the 302 to its download URL); None when over `cap` bytes."""
@@ -251,7 +251,7 @@ class GraphSession:
                                       lambda info=info: self.adapter.send_primitive_async(info, "bytes", ERROR_MAP))
                 self.batches += 1
                 self.batched_requests += len(chunk)
-                answers = {r.get("id"): r for r in json.loads(raw or b"{}").get("responses", [])}
+                answers = {r.get("id"): r for r in _loads(raw, f"{what} ($batch)").get("responses", [])}
                 for rid in chunk:
                     answer = answers.get(rid)
                     if answer is None:  # a batch may answer fewer items than asked: ask again
@@ -271,6 +271,14 @@ class GraphSession:
         for rid in todo:  # still throttled after every attempt
             results[rid] = BatchResult(429, None, {})
         return results
+
+
+def _loads(raw: bytes | None, what: str) -> Any:
+    """The JSON of an answer; one still cut off after the HTTP layer's retries is a transient failure."""
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise TransientError(f"{what}: Graph's answer is not complete JSON after retries ({exc})") from None
 
 
 def _relative(info: RequestInformation, prefix: str) -> str:

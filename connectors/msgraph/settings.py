@@ -48,6 +48,8 @@ class GraphSettings(BaseModel):
     max_file_bytes: int = Field(20 * 1024 * 1024, ge=1)
     #: Requests a second for this tenant (overrides the proactive per-tenant default); tests set it high.
     rate_limit: float | None = Field(None, gt=0)
+    #: Seconds one HTTP request may take (connect, each read, write) before it is retried as a timeout.
+    timeout_s: float = Field(60.0, gt=0)
     #: Downloads in flight at once within one delta page.
     download_concurrency: int = Field(4, ge=1, le=16)
 

@@ -13,7 +13,8 @@ self-signed certificate (`ca_file`), because azure-identity only talks to an htt
 Faults: `inject(status, count, retry_after)` (the next API requests fail), `throttle_every(n)`
 (every n-th API request, `$batch` inner requests included, answers 429/503/504 with
 `Retry-After`), `rate_limit(rate)` (a per-tenant bucket answering 429), `revoke(permission)`
-(403 on the routes that need it), `expire_delta_tokens()` (410 Gone), `latency`.
+(403 on the routes that need it), `expire_delta_tokens()` (410 Gone), `latency`, `truncate(count)` (the
+next answers' JSON bodies are cut off half-way) and `delay(seconds, count)` (the next answers come late).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class GraphSandbox:
         self._issued: set[str] = set()
         self._lock = threading.Lock()
         self._faults: deque[list[Any]] = deque()  # [status, remaining, retry_after]
+        self._truncate = 0  # API answers still to cut off half-way
+        self._delays: deque[float] = deque()  # seconds to hold each of the next API answers back
         self._every: tuple[int, tuple[int, ...], float] | None = None
         self._rate: tuple[float, int] | None = None
         self._bucket = [0.0, 0.0]  # tokens, last refill
@@ -137,6 +140,24 @@ class GraphSandbox:
         if count > 0:
             with self._lock:
                 self._faults.append([status, count, retry_after])
+
+    def truncate(self, count: int = 1) -> None:
+        """The next `count` API answers are cut off half-way through their body (a connection or proxy
+        that gave up mid-answer), with the status and headers of a complete one."""
+        with self._lock:
+            self._truncate += count
+
+    def delay(self, seconds: float, count: int = 1) -> None:
+        """The next `count` API requests are answered only after `seconds` (a slow or hung backend)."""
+        with self._lock:
+            self._delays.extend([seconds] * count)
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault not served yet (the storm is over)."""
+        with self._lock:
+            self._faults.clear()
+            self._delays.clear()
+            self._truncate = 0
 
     def throttle_every(self, n: int | None, statuses: tuple[int, ...] = (429, 503, 504),
                        retry_after: float = 0.0) -> None:
@@ -225,7 +246,17 @@ class GraphSandbox:
             raw_path = request.scope.get("raw_path", b"").decode().split("?", 1)[0].removeprefix("/v1.0/")
             reply = await run_in_threadpool(self._serve, request.method, raw_path, request.url.query,
                                             dict(request.headers), body, str(request.base_url).rstrip("/"))
-            return _response(reply)
+            response = _response(reply)
+            with self._lock:
+                cut = self._truncate > 0
+                if cut:
+                    self._truncate -= 1
+                    self.counts["truncated"] += 1
+            if cut:
+                headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+                return Response(response.body[: len(response.body) // 2], status_code=response.status_code,
+                                headers=headers)
+            return response
 
         @app.get("/_layouts/15/download.aspx")
         def download(request: Request, tempauth: str = "") -> Response:
@@ -243,8 +274,10 @@ class GraphSandbox:
     def _serve(self, method: str, raw_path: str, raw_query: str, headers: dict[str, str], body: bytes,
                base: str) -> Reply:
         self.counts["api"] += 1
-        if self.latency:
-            time.sleep(self.latency)
+        with self._lock:
+            delay = self._delays.popleft() if self._delays else 0.0
+        if self.latency or delay:
+            time.sleep(self.latency + delay)
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
         fault = self._fault(inner=False)
         if fault is not None:

@@ -13,6 +13,7 @@ GET /v1/users/{id}, GET /v1/users/me.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -133,6 +134,21 @@ def create_api(sandbox: NotionSandbox) -> FastAPI:
         if not request.url.path.startswith("/v1/"):
             return await call_next(request)
         fault = sandbox._arrive(request.method, request.url.path)
+        wait, cut = sandbox._slow_or_cut()
+        if wait:
+            await asyncio.sleep(wait)
+        if cut:
+            response = await gated(request, call_next, fault)
+            if hasattr(response, "body_iterator"):
+                body = b"".join([chunk async for chunk in response.body_iterator])
+            else:
+                body = bytes(response.body)
+            headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+            return Response(body[: len(body) // 2], status_code=response.status_code, headers=headers)
+        return await gated(request, call_next, fault)
+
+    async def gated(request: Request, call_next: Callable[[Request], Any],
+                    fault: tuple[int, int | None] | None) -> Response:
         if fault is not None:
             status, retry_after = fault
             headers = {"Retry-After": str(retry_after)} if retry_after is not None else None

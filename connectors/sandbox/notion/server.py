@@ -3,6 +3,8 @@
     with NotionSandbox(rate_limit=3) as sandbox:          # build_workspace() by default
         client = notion_client.Client(auth=sandbox.token, base_url=sandbox.url)
         sandbox.inject(429, count=2, retry_after=1)          # the next 2 requests are throttled
+        sandbox.truncate(count=1)                            # the next answer's body is cut off
+        sandbox.delay(2.0, count=1)                          # the next answer comes 2 s late
         sandbox.edit_page(page_id, "New paragraph")          # bumps last_edited_time (to the minute)
         token = sandbox.subscribe("http://127.0.0.1:8400/webhooks/notion/eng")  # webhooks
 
@@ -61,6 +63,8 @@ class NotionSandbox:
         self.requests: list[tuple[str, str]] = []
         self.by_status: Counter[int] = Counter()
         self._faults: list[tuple[int, int | None]] = []
+        self._truncate = 0  # answers still to cut off half-way
+        self._delays: list[float] = []  # seconds to hold each of the next answers back
         self._lock = threading.Lock()
         self._tat = 0.0
         self._server: ThreadedServer | None = None
@@ -116,6 +120,34 @@ class NotionSandbox:
         ra = None if retry_after is None else max(0, math.ceil(retry_after))
         with self._lock:
             self._faults.extend([(status, ra)] * count)
+
+    def truncate(self, count: int = 1) -> None:
+        """The next `count` API answers are cut off half-way through their JSON body (a proxy or a
+        connection that gave up mid-answer), with the status and headers of a complete one."""
+        with self._lock:
+            self._truncate += count
+
+    def delay(self, seconds: float, count: int = 1) -> None:
+        """The next `count` API requests are answered only after `seconds` (a slow or hung backend)."""
+        with self._lock:
+            self._delays.extend([seconds] * count)
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault not served yet (the storm is over)."""
+        with self._lock:
+            self._faults.clear()
+            self._delays.clear()
+            self._truncate = 0
+
+    def _slow_or_cut(self) -> tuple[float, bool]:
+        """(seconds to wait, whether to cut the body) for the answer being made now."""
+        with self._lock:
+            wait = self._delays.pop(0) if self._delays else 0.0
+            cut = self._truncate > 0
+            if cut:
+                self._truncate -= 1
+                self.by_status[-1] += 1  # -1: truncated answers
+        return wait, cut
 
     def _arrive(self, method: str, path: str) -> tuple[int, int | None] | None:
         with self._lock:
