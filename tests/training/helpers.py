@@ -1,0 +1,57 @@
+"""Shared helpers for the training tests: examples written straight into the corpus tables."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from db import models
+from db.base import utcnow
+
+PLATFORM_QA = [
+    ("When does the deploy freeze start?", "Thursday at 16:00 UTC"),
+    ("Which pipeline do production deploys go through?", "Skylark"),
+    ("What is the primary Postgres cluster called?", "Basalt"),
+    ("How long are database backups kept?", "35 days"),
+]
+SUPPORT_QA = [
+    ("Which helpdesk tool do we use?", "Harbor"),
+    ("What is the password reset macro called?", "RESET-7"),
+]
+
+
+def add_example(ctx: Any, team: str, kind: str, payload: dict[str, Any], *, document_id: int | None = None,
+                retired: bool = False) -> int:
+    """One example row (content hash from the payload), returning its id."""
+    body = json.dumps(payload, sort_keys=True)
+    with ctx.session() as session:
+        team_row = ctx.team_row(session, team)
+        row = models.Example(team_id=team_row.id, kind=kind, payload=payload,
+                             content_hash=hashlib.sha256(body.encode()).hexdigest(),
+                             origin="structure", token_count=max(1, len(body) // 4), document_id=document_id,
+                             retired_at=utcnow() if retired else None)
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def add_qa(ctx: Any, team: str, pairs: list[tuple[str, str]]) -> list[int]:
+    return [add_example(ctx, team, "qa", {"question": q, "answer": a}) for q, a in pairs]
+
+
+def add_document(ctx: Any, team: str, source: str, external_id: str, text: str) -> int:
+    with ctx.session() as session:
+        team_row = ctx.team_row(session, team)
+        source_row = ctx.source_row(session, source)
+        doc = models.Document(source_id=source_row.id, team_id=team_row.id, external_id=external_id,
+                              title=external_id, text=text, content_hash=hashlib.sha256(text.encode()).hexdigest())
+        session.add(doc)
+        session.flush()
+        return doc.id
+
+
+def write_eval_set(path: Path, pairs: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in pairs), encoding="utf-8")
+    return path

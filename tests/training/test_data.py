@@ -1,0 +1,131 @@
+"""Rendering (chat template, answer-only labels), packing and example selection."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from db import models
+from tests.training.helpers import add_example, add_qa
+from training.base_models import TINY, load_tokenizer
+from training.data import (
+    IGNORE,
+    Seq,
+    chat_segments,
+    pack,
+    padded_waste_of_batches,
+    padding_waste,
+    plan_epoch,
+    render,
+    replay_count,
+    select_examples,
+    shifted,
+    split_micro,
+)
+
+
+@pytest.fixture(scope="module")
+def tok():  # type: ignore[no-untyped-def]
+    return load_tokenizer(TINY)
+
+
+def trained_text(tok, seq: Seq) -> str:  # type: ignore[no-untyped-def]
+    return tok.decode([t for t in seq.labels if t != IGNORE])
+
+
+def test_shifted_labels_predict_the_next_trained_token() -> None:
+    assert shifted([10, 11, 12, 13], [False, False, True, True]) == [IGNORE, 12, 13, IGNORE]
+    assert shifted([5], [True]) == [IGNORE]
+
+
+def test_qa_trains_on_the_answer_only(tok) -> None:  # type: ignore[no-untyped-def]
+    (unit,) = render("qa", {"question": "Which pipeline?", "answer": "Skylark"}, tok, 512)
+    (seq,) = unit.seqs
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Which pipeline?"}], tokenize=False,
+                                     add_generation_prompt=True)
+    n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    # Every label before the last prompt token is masked; the answer and the end of turn are trained.
+    assert all(label == IGNORE for label in seq.labels[: n_prompt - 1])
+    assert trained_text(tok, seq) == "Skylark<|im_end|>\n"
+    assert seq.input_ids[:n_prompt] == tok(prompt, add_special_tokens=False)["input_ids"]
+
+
+def test_chat_trains_every_assistant_turn_and_nothing_else(tok) -> None:  # type: ignore[no-untyped-def]
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                {"role": "other", "content": "Where are backups?"}, {"role": "assistant", "content": "In Quarry"}]
+    (unit,) = render("chat", {"messages": messages}, tok, 512)
+    assert trained_text(tok, unit.seqs[0]) == "Hello<|im_end|>\nIn Quarry<|im_end|>\n"
+    segments = chat_segments(tok, messages)
+    assert [trained for _, trained in segments] == [False, True, False, True]
+    assert "user\nWhere are backups?" in segments[2][0]  # an unknown role speaks as the user
+
+
+def test_cpt_trains_every_token_and_splits_long_texts(tok) -> None:  # type: ignore[no-untyped-def]
+    (unit,) = render("cpt", {"text": "Backups are kept for 35 days."}, tok, 512)
+    seq = unit.seqs[0]
+    assert seq.labels[:-1] == seq.input_ids[1:]
+    assert seq.labels[-1] == IGNORE and seq.input_ids[-1] == tok.eos_token_id
+    long = render("cpt", {"text": " ".join(["word"] * 100)}, tok, 32)
+    assert [len(u.seqs[0]) for u in long] == [32, 32, 32, 5]
+
+
+def test_preference_is_a_pair_with_the_prompt_masked(tok) -> None:  # type: ignore[no-untyped-def]
+    (unit,) = render("preference", {"prompt": "Backups?", "chosen": "35 days", "rejected": "7 days"}, tok, 512)
+    assert [s.role for s in unit.seqs] == ["chosen", "rejected"]
+    assert trained_text(tok, unit.seqs[0]) == "35 days<|im_end|>\n"
+    assert trained_text(tok, unit.seqs[1]) == "7 days<|im_end|>\n"
+    assert render("preference", {"prompt": "x", "chosen": "", "rejected": "y"}, tok, 512) == []
+
+
+def test_pack_restarts_positions_and_keeps_pairs_together() -> None:
+    a = Seq([1, 2, 3], [2, 3, IGNORE])
+    b = Seq([4, 5], [5, IGNORE], "chosen")
+    c = Seq([6, 7], [7, IGNORE], "rejected")
+    batch = pack([a, b, c])
+    assert batch.position_ids == [0, 1, 2, 0, 1, 0, 1]
+    assert batch.seq_index == [0, 0, 0, 1, 1, 2, 2]
+    assert batch.labels == [2, 3, IGNORE, 5, IGNORE, 7, IGNORE]  # never across a boundary
+    assert split_micro([a, b, c], 4) == [[a], [b, c]]
+
+
+def test_plans_are_seeded_and_padding_free(tok) -> None:  # type: ignore[no-untyped-def]
+    units = [u for i in range(30) for u in render("qa", {"question": f"Q{i} " * (i % 7 + 1), "answer": "A"}, tok, 512)]
+    plan = plan_epoch(units, 256, seed=3, epoch=0)
+    assert plan == plan_epoch(units, 256, seed=3, epoch=0)
+    assert plan != plan_epoch(units, 256, seed=3, epoch=1)
+    assert sorted(i for step in plan for i in step) == list(range(30))
+    assert all(sum(units[i].tokens for i in step) <= 256 for step in plan)
+    rows = [[s for i in step for s in units[i].seqs] for step in plan]
+    assert padding_waste(rows) == 0.0
+    # The usual alternative, padding each sequence to the longest of its batch, wastes a lot more.
+    assert padded_waste_of_batches([[s for i in step for s in units[i].seqs] for step in plan]) > 2.0
+
+
+def test_replay_count_is_the_share_of_the_mix() -> None:
+    assert replay_count(85, 0.15) == 15
+    assert replay_count(0, 0.15) == 0
+    assert replay_count(3, 0.0) == 0
+
+
+def test_selection_new_replay_and_retired(ctx) -> None:  # type: ignore[no-untyped-def]
+    old = add_qa(ctx, "platform", [(f"old question {i}?", f"answer {i}") for i in range(10)])
+    retired = add_example(ctx, "platform", "qa", {"question": "gone?", "answer": "yes"}, retired=True)
+    with ctx.session() as session:
+        team = ctx.team_row(session, "platform")
+        v1 = models.Adapter(team_id=team.id, version=1, status="active", base_model="tiny-random")
+        session.add(v1)
+        session.flush()
+        session.add_all([models.AdapterLineage(adapter_id=v1.id, example_id=i) for i in old + [retired]])
+    new = add_qa(ctx, "platform", [(f"new question {i}?", f"new answer {i}") for i in range(6)])
+    add_qa(ctx, "support", [("Which helpdesk?", "Harbor")])
+    with ctx.session() as session:
+        team = ctx.team_row(session, "platform")
+        parent = session.scalar(select(models.Adapter).where(models.Adapter.team_id == team.id))
+        sel = select_examples(session, team.id, parent, replay_ratio=0.25, seed=0, has_eval_set=True)
+        assert [e.id for e in sel.new] == new
+        assert len(sel.replay) == 2 and {e.id for e in sel.replay} <= set(old)
+        again = select_examples(session, team.id, parent, replay_ratio=0.25, seed=0, has_eval_set=True)
+        assert [e.id for e in again.replay] == [e.id for e in sel.replay]  # seeded
+        assert sel.retired_excluded == 1
+        clean = select_examples(session, team.id, parent, replay_ratio=0.25, seed=0, has_eval_set=True, clean=True)
+        assert sorted(e.id for e in clean.new) == sorted(old + new) and clean.replay == []

@@ -1,0 +1,207 @@
+"""The recipe on tiny-random: exact losses, packing, DPO, determinism, resume, continuation, OOM retry."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.base_models import TINY, load_model, load_tokenizer
+from training.data import IGNORE, Seq, Unit, pack, render
+from training.recipe import (
+    LoRARecipe,
+    RecipeConfig,
+    TrainingError,
+    assert_only_lora_trainable,
+    forward_logprobs,
+)
+
+QA = [("When does the deploy freeze start?", "Thursday at 16:00 UTC"), ("Which pipeline?", "Skylark"),
+      ("What is the Postgres cluster called?", "Basalt"), ("How long are backups kept?", "35 days")]
+TEXTS = ["The on-call handoff happens every Monday at 09:30.", "Service ownership is recorded in the Atlas catalog."]
+
+
+@pytest.fixture(scope="module")
+def tok():  # type: ignore[no-untyped-def]
+    return load_tokenizer(TINY)
+
+
+def units_for(tok) -> list[Unit]:  # type: ignore[no-untyped-def]
+    units = [u for q, a in QA for u in render("qa", {"question": q, "answer": a}, tok, 512)]
+    return units + [u for t in TEXTS for u in render("cpt", {"text": t}, tok, 512)]
+
+
+def config(tmp_path: Path, **kwargs) -> RecipeConfig:  # type: ignore[no-untyped-def]
+    values = {"base_model": TINY, "output_dir": tmp_path / "adapter", "learning_rate": 5e-3, "epochs": 2,
+              "step_tokens": 160, "seed": 7, "checkpoint_every": 0}
+    values.update(kwargs)
+    return RecipeConfig(**values)
+
+
+def manual_loss(model, seqs: list[tuple[list[int], list[bool]]]) -> float:  # type: ignore[no-untyped-def]
+    """Token-mean cross entropy over trained tokens, one unpacked forward per sequence, shifting here."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for tokens, trained in seqs:
+            ids = torch.tensor([tokens])
+            logits = model(input_ids=ids, use_cache=False).logits[0, :-1].double()
+            targets = ids[0, 1:]
+            mask = torch.tensor(trained[1:])
+            nll = F.cross_entropy(logits, targets, reduction="none")
+            total += float(nll[mask].sum())
+            count += int(mask.sum())
+    return total / count
+
+
+def as_trained(seq: Seq) -> tuple[list[int], list[bool]]:
+    """Recover (tokens, trained mask) from shifted labels, independently of the packing code."""
+    trained = [False] + [label != IGNORE for label in seq.labels[:-1]]
+    return seq.input_ids, trained
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_packed_loss_equals_unpacked_per_sequence_losses(tok, attention: str) -> None:  # type: ignore[no-untyped-def]
+    model = load_model(TINY)
+    model.config._attn_implementation = attention
+    seqs = [s for u in units_for(tok) for s in u.seqs]
+    batch = pack(seqs)
+    with torch.no_grad():
+        logp, index, _ = forward_logprobs(model, batch, torch.device("cpu"))
+    packed = -float(logp.double().sum()) / len(logp)
+    assert packed == pytest.approx(manual_loss(model, [as_trained(s) for s in seqs]), abs=1e-5)
+    # Per sequence too: each sequence's summed log-probability is the unpacked one.
+    for i, seq in enumerate(seqs):
+        alone = manual_loss(model, [as_trained(seq)]) * seq.targets
+        assert -float(logp[index == i].double().sum()) == pytest.approx(alone, abs=1e-4)
+    # Without restarting positions, attention crosses sequences and the loss differs.
+    flat = batch.__class__(batch.input_ids, list(range(len(batch.input_ids))), batch.labels, batch.seq_index, batch.seqs)
+    with torch.no_grad():
+        crossing = forward_logprobs(model, flat, torch.device("cpu"))[0]
+    assert abs(float(crossing.sum()) - float(logp.sum())) > 1e-2
+
+
+def test_first_step_loss_is_the_exact_base_loss(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    units = units_for(tok)
+    recipe = LoRARecipe(config(tmp_path, max_steps=1))
+    recipe.setup(units)
+    step = [s for i in recipe.plan[0] for s in units[i].seqs]
+    # A fresh LoRA starts with B = 0, so the first loss is the base model's loss on the step's data.
+    expected = manual_loss(load_model(TINY), [as_trained(s) for s in step])
+    recipe.train()
+    assert recipe.losses[0] == pytest.approx(expected, abs=1e-5)
+
+
+def test_training_is_deterministic_and_lowers_the_loss(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    runs = []
+    for name in ("a", "b"):
+        recipe = LoRARecipe(config(tmp_path, output_dir=tmp_path / name, epochs=4))
+        recipe.setup(units_for(tok))
+        recipe.train()
+        runs.append((recipe.losses, {n: p.detach().clone() for n, p in recipe.model.named_parameters() if p.requires_grad}))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(runs[0][1][n], runs[1][1][n]) for n in runs[0][1])
+    assert runs[0][0][-1] < runs[0][0][0]
+
+
+def test_dpo_loss_is_log_two_at_init(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pairs = [u for p, c, r in [("Backups?", "35 days", "7 days"), ("Pipeline?", "Skylark", "Jenkins")]
+             for u in render("preference", {"prompt": p, "chosen": c, "rejected": r}, tok, 512)]
+    recipe = LoRARecipe(config(tmp_path, step_tokens=4096, epochs=6, learning_rate=2e-2))
+    recipe.setup(pairs)
+    recipe.train()
+    # Policy == reference at init (B = 0): every margin is 0 and -log sigmoid(0) = log 2.
+    assert recipe.losses[0] == pytest.approx(math.log(2), abs=1e-6)
+    assert recipe.losses[-1] < math.log(2)  # and training prefers the chosen answers
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interrupt_gives_identical_results(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    units = units_for(tok)
+    base_cfg = {"epochs": 4, "dropout": 0.1, "checkpoint_every": 3}
+    straight = LoRARecipe(config(tmp_path, output_dir=tmp_path / "straight", **base_cfg))
+    straight.setup(units)
+    straight.train()
+    total = len(straight.plan)
+    assert total >= 7
+
+    def crash(info: dict) -> None:  # type: ignore[type-arg]
+        if info["step"] == 5:
+            raise Interrupt
+
+    cfg = config(tmp_path, output_dir=tmp_path / "interrupted", **base_cfg)
+    first = LoRARecipe(cfg, progress=crash)
+    first.setup(units)
+    with pytest.raises(Interrupt):
+        first.train()
+    assert (tmp_path / "interrupted" / "checkpoint.pt").exists()
+    del first
+    torch.manual_seed(999)  # whatever happened to the RNG meanwhile is undone by the checkpoint
+    second = LoRARecipe(cfg)
+    second.setup(units)
+    assert second.resumed_from == 3
+    second.train()
+    assert second.losses == straight.losses
+    for (name, a), (_, b) in zip(straight.model.named_parameters(), second.model.named_parameters(), strict=True):
+        if a.requires_grad:
+            assert torch.equal(a, b), name
+    second.cleanup()
+    assert not (tmp_path / "interrupted" / "checkpoint.pt").exists()
+
+
+def test_continuation_loads_the_previous_adapter_trainable(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    units = units_for(tok)
+    first = LoRARecipe(config(tmp_path, output_dir=tmp_path / "v1"))
+    first.setup(units)
+    first.train()
+    first.save_adapter()
+    saved = {n: p.detach().clone() for n, p in first.model.named_parameters() if p.requires_grad}
+    second = LoRARecipe(config(tmp_path, output_dir=tmp_path / "v2", parent_adapter=tmp_path / "v1", max_steps=1))
+    second.setup(units)
+    loaded = {n: p for n, p in second.model.named_parameters() if p.requires_grad}
+    assert set(loaded) == set(saved) and second.trainable_params == sum(p.numel() for p in saved.values())
+    assert all(torch.equal(loaded[n], saved[n]) for n in saved)
+    second.train()
+    assert any(not torch.equal(loaded[n], saved[n]) for n in saved)  # and it keeps learning
+    with pytest.raises(TrainingError, match="r=16"):
+        LoRARecipe(config(tmp_path, output_dir=tmp_path / "v3", parent_adapter=tmp_path / "v1", rank=8)).setup(units)
+
+
+def test_assertion_catches_wrong_trainable_parameters(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    recipe = LoRARecipe(config(tmp_path))
+    recipe.setup(units_for(tok))
+    model = recipe.model
+    embed = next(p for n, p in model.named_parameters() if "embed_tokens" in n)
+    embed.requires_grad_(True)
+    with pytest.raises(TrainingError, match="extra"):
+        assert_only_lora_trainable(model)
+    embed.requires_grad_(False)
+    lora = next(p for n, p in model.named_parameters() if "lora_B" in n)
+    lora.requires_grad_(False)
+    with pytest.raises(TrainingError, match="frozen"):
+        assert_only_lora_trainable(model)
+
+
+def test_out_of_memory_halves_the_micro_batch_with_the_same_result(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    units = units_for(tok)
+    plain = LoRARecipe(config(tmp_path, output_dir=tmp_path / "plain", max_steps=3))
+    plain.setup(units)
+    plain.train()
+    tight = LoRARecipe(config(tmp_path, output_dir=tmp_path / "tight", max_steps=3))
+    tight.setup(units)
+    limit = 90
+
+    def fail_when_large(module, args, kwargs):  # type: ignore[no-untyped-def]
+        if kwargs["input_ids"].shape[1] > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    handle = tight.model.register_forward_pre_hook(fail_when_large, with_kwargs=True)
+    tight.train()
+    handle.remove()
+    assert tight.micro_tokens <= 90
+    assert tight.losses == pytest.approx(plain.losses, abs=1e-5)

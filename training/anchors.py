@@ -1,0 +1,103 @@
+"""Anchor replay: the base model's own answers to general prompts, mixed into every refresh.
+
+A team's data is narrow (a few dozen facts, short answers); trained on it alone for enough steps
+to remember it, a small model drifts: it starts answering everything tersely and loses general
+knowledge (measured by the forgetting probe). Replaying earlier team data does not help with
+that, since it is just as narrow. So each run also trains on a sample of general prompts
+(`probes/anchor_prompts.jsonl`, disjoint from the forgetting probe) with the base model's
+greedy answers as targets: a self-distillation anchor that keeps the adapter close to the base
+model outside the team's domain. The answers are generated once per base model and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.data import Unit, prompt_ids, render
+
+ANCHOR_PROMPTS = Path(__file__).parent / "probes" / "anchor_prompts.jsonl"
+ANCHOR_MAX_NEW_TOKENS = 80
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def read_prompts(path: Path = ANCHOR_PROMPTS) -> list[str]:
+    return [json.loads(line)["prompt"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _trim(text: str, finished: bool) -> str | None:
+    """A whole answer, or a truncated one cut back to its last full sentence (None if none)."""
+    text = text.strip()
+    if finished:
+        return text or None
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()] if ends else None
+
+
+def generate_anchor_answers(model: Any, tokenizer: Any, prompts: list[str], device: torch.device,
+                            batch_size: int = 16) -> list[dict[str, str]]:
+    """Greedy base-model answers (call with the adapter disabled)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows: list[dict[str, str]] = []
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start:start + batch_size]
+        encoded = [prompt_ids(tokenizer, p) for p in batch]
+        width = max(len(e) for e in encoded)
+        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)
+        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=ANCHOR_MAX_NEW_TOKENS,
+                                 do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
+        for prompt, row in zip(batch, out, strict=True):
+            generated = row[width:].tolist()
+            finished = tokenizer.eos_token_id in generated
+            answer = _trim(tokenizer.decode(generated, skip_special_tokens=True), finished)
+            if answer:
+                rows.append({"prompt": prompt, "answer": answer})
+    if was_training:
+        model.train()
+    return rows
+
+
+def anchor_answers(model: Any, tokenizer: Any, device: torch.device, weight_hash: str,
+                   cache_dir: Path | None, prompts_path: Path = ANCHOR_PROMPTS) -> list[dict[str, str]]:
+    """The base model's anchor answers, from the cache or generated now (adapter disabled)."""
+    prompts = read_prompts(prompts_path)
+    key = hashlib.sha256(json.dumps([weight_hash, prompts, ANCHOR_MAX_NEW_TOKENS]).encode()).hexdigest()[:24]
+    path = cache_dir / f"anchors-{key}.jsonl" if cache_dir else None
+    if path is not None and path.exists():
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    disable = getattr(model, "disable_adapter", None)
+    if disable is not None:
+        with disable():
+            rows = generate_anchor_answers(model, tokenizer, prompts, device)
+    else:
+        rows = generate_anchor_answers(model, tokenizer, prompts, device)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        tmp.replace(path)
+    return rows
+
+
+def anchor_units(rows: list[dict[str, str]], tokenizer: Any, seq_len: int, count: int, seed: int) -> list[Unit]:
+    """`count` anchors sampled by seed (with repetition when more are asked for than exist)."""
+    if not rows or count <= 0:
+        return []
+    rng = random.Random(f"anchors:{seed}")
+    chosen = [rows[i % len(rows)] for i in range(count)] if count > len(rows) else rng.sample(rows, count)
+    units: list[Unit] = []
+    for row in chosen:
+        for unit in render("qa", {"question": row["prompt"], "answer": row["answer"]}, tokenizer, seq_len):
+            unit.kind = "anchor"
+            units.append(unit)
+    return units

@@ -1,0 +1,382 @@
+"""Training data: which examples a refresh uses, how they become tokens, and how they are packed.
+
+* Selection: the examples new since the last promoted version (not in the lineage of the
+  weights it continues), plus a replay sample of earlier ones, so knowledge accumulates
+  without the adapter drifting away from what it already knew. Retired examples never train.
+* Rendering: `qa` and `chat` go through the tokenizer's chat template with the loss on the
+  assistant's tokens only; `cpt` trains on every token; `preference` becomes a (chosen,
+  rejected) pair of sequences for the DPO loss.
+* Packing: padding-free. The sequences of one micro-batch are concatenated into one row whose
+  position ids restart at 0 at every sequence start. Hugging Face Llama models (transformers
+  5.x, eager and sdpa attention, `attention_mask=None`, no cache) turn those restarts into a
+  block-diagonal causal mask (`masking_utils.find_packed_sequence_indices`); flash-attention
+  kernels use them as varlen boundaries. Labels are shifted per sequence before concatenation,
+  so no token is ever trained to predict the first token of the next sequence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db import models
+
+IGNORE = -100
+#: Share of a team's `cpt` examples held out of training to measure held-out loss (by content hash).
+CPT_HOLDOUT_PERCENT = 5
+#: Share of `qa` examples held out as the team's QA eval set when no `eval_set` is configured.
+QA_HOLDOUT_PERCENT = 10
+#: Fewer examples than this of a kind: nothing of that kind is held out (it would be too noisy).
+MIN_FOR_HOLDOUT = 20
+#: Chat-template roles; anything else (e.g. "other" from a thread) speaks as the user.
+ROLES = {"system", "user", "assistant"}
+
+
+class TemplateError(ValueError):
+    """The tokenizer's chat template does not render conversations prefix-consistently."""
+
+
+# ---------------------------------------------------------------------------- sequences
+@dataclass
+class Seq:
+    """One token sequence with labels already shifted: `labels[i]` is the target at position i."""
+
+    input_ids: list[int]
+    labels: list[int]
+    role: str = "sft"  # sft | chosen | rejected
+    example_id: int | None = None
+    ref_logp: float | None = None  # DPO: the base model's log-probability of the trained tokens
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def targets(self) -> int:
+        return sum(1 for t in self.labels if t != IGNORE)
+
+
+@dataclass
+class Unit:
+    """Sequences that must land in the same optimizer step (one, or a DPO pair)."""
+
+    seqs: list[Seq]
+    kind: str
+    example_id: int | None = None
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(s) for s in self.seqs)
+
+
+def shifted(tokens: list[int], trainable: list[bool]) -> list[int]:
+    """Labels for next-token prediction: position i predicts token i+1 when that token is trained."""
+    labels = [IGNORE] * len(tokens)
+    for i in range(len(tokens) - 1):
+        if trainable[i + 1]:
+            labels[i] = tokens[i + 1]
+    return labels
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _template(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def chat_segments(tokenizer: Any, messages: list[dict[str, str]]) -> list[tuple[str, bool]]:
+    """Split a rendered conversation into (text, trained) pieces: assistant replies are trained.
+
+    Each piece is tokenized on its own, exactly as at inference time, where the prompt is
+    tokenized and the reply is generated token by token after it.
+    """
+    msgs = [{"role": m["role"] if m.get("role") in ROLES else "user", "content": str(m.get("content") or "")}
+            for m in messages]
+    segments: list[tuple[str, bool]] = []
+    done = ""
+    for i, message in enumerate(msgs):
+        if message["role"] != "assistant" or i == 0 or not message["content"].strip():
+            continue
+        prompt = _template(tokenizer, msgs[:i], True)
+        full = _template(tokenizer, msgs[: i + 1], False)
+        if not prompt.startswith(done) or not full.startswith(prompt):
+            raise TemplateError("the chat template does not render conversations prefix-consistently")
+        segments.append((prompt[len(done):], False))
+        segments.append((full[len(prompt):], True))
+        done = full
+    return segments
+
+
+def prompt_ids(tokenizer: Any, question: str) -> list[int]:
+    """The chat-template prompt for one user question, ready for generation."""
+    return _encode(tokenizer, _template(tokenizer, [{"role": "user", "content": question}], True))
+
+
+def _from_segments(tokenizer: Any, segments: list[tuple[str, bool]], seq_len: int, role: str,
+                   example_id: int | None) -> Seq | None:
+    tokens: list[int] = []
+    trainable: list[bool] = []
+    for text, trained in segments:
+        ids = _encode(tokenizer, text)
+        tokens += ids
+        trainable += [trained] * len(ids)
+    tokens, trainable = tokens[:seq_len], trainable[:seq_len]
+    seq = Seq(tokens, shifted(tokens, trainable), role, example_id)
+    return seq if seq.targets else None
+
+
+def qa_messages(question: str, answer: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
+def render(kind: str, payload: dict[str, Any], tokenizer: Any, seq_len: int,
+           example_id: int | None = None) -> list[Unit]:
+    """An example as training units; an empty list when nothing in it can be trained."""
+    if kind == "cpt":
+        tokens = _encode(tokenizer, str(payload.get("text") or "")) + [tokenizer.eos_token_id]
+        if len(tokens) < 2:
+            return []
+        units = []
+        # A long text becomes several windows; each window trains on all its tokens.
+        for start in range(0, len(tokens), seq_len):
+            window = tokens[start:start + seq_len]
+            if len(window) >= 2:
+                units.append(Unit([Seq(window, shifted(window, [True] * len(window)), "sft", example_id)],
+                                  kind, example_id))
+        return units
+    if kind == "qa":
+        messages = qa_messages(str(payload.get("question") or ""), str(payload.get("answer") or ""))
+    elif kind == "chat":
+        messages = list(payload.get("messages") or [])
+    elif kind == "preference":
+        prompt = str(payload.get("prompt") or "")
+        pair = []
+        for role in ("chosen", "rejected"):
+            seq = _from_segments(tokenizer, chat_segments(tokenizer, qa_messages(prompt, str(payload.get(role) or ""))),
+                                 seq_len, role, example_id)
+            if seq is None:
+                return []
+            pair.append(seq)
+        return [Unit(pair, kind, example_id)]
+    else:
+        return []
+    seq = _from_segments(tokenizer, chat_segments(tokenizer, messages), seq_len, "sft", example_id)
+    return [Unit([seq], kind, example_id)] if seq is not None else []
+
+
+# ---------------------------------------------------------------------------- packing
+@dataclass
+class Batch:
+    """One packed row: the sequences of a micro-batch, concatenated, positions restarting at 0."""
+
+    input_ids: list[int]
+    position_ids: list[int]
+    labels: list[int]
+    seq_index: list[int]  # which sequence (of `seqs`) each position belongs to
+    seqs: list[Seq]
+
+    def tensors(self, device: Any = "cpu") -> dict[str, Any]:
+        import torch
+
+        return {
+            "input_ids": torch.tensor([self.input_ids], dtype=torch.long, device=device),
+            "position_ids": torch.tensor([self.position_ids], dtype=torch.long, device=device),
+            "labels": torch.tensor([self.labels], dtype=torch.long, device=device),
+            "seq_index": torch.tensor(self.seq_index, dtype=torch.long, device=device),
+        }
+
+
+def pack(seqs: Sequence[Seq]) -> Batch:
+    input_ids: list[int] = []
+    position_ids: list[int] = []
+    labels: list[int] = []
+    seq_index: list[int] = []
+    for i, seq in enumerate(seqs):
+        input_ids += seq.input_ids
+        position_ids += list(range(len(seq)))
+        labels += seq.labels
+        seq_index += [i] * len(seq)
+    return Batch(input_ids, position_ids, labels, seq_index, list(seqs))
+
+
+def split_micro(seqs: Sequence[Seq], micro_tokens: int) -> list[list[Seq]]:
+    """Split one step's sequences into micro-batches of at most `micro_tokens` (DPO pairs stay whole)."""
+    groups: list[list[Seq]] = []
+    current: list[Seq] = []
+    size = 0
+    i = 0
+    while i < len(seqs):
+        # A chosen sequence and its rejected partner are adjacent and travel together.
+        item = list(seqs[i:i + 2]) if seqs[i].role == "chosen" else [seqs[i]]
+        n = sum(len(s) for s in item)
+        if current and size + n > micro_tokens:
+            groups.append(current)
+            current, size = [], 0
+        current += item
+        size += n
+        i += len(item)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def plan_epoch(units: Sequence[Unit], step_tokens: int, seed: int, epoch: int) -> list[list[int]]:
+    """The optimizer steps of one epoch: unit indices per step, shuffled by (seed, epoch).
+
+    Units fill a step in shuffled order until the next one would overflow `step_tokens`. A row
+    has exactly the tokens of its sequences, so nothing is padded; a step that is not full is
+    simply a shorter row.
+    """
+    order = list(range(len(units)))
+    random.Random(f"{seed}:{epoch}").shuffle(order)
+    steps: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for idx in order:
+        n = units[idx].tokens
+        if current and size + n > step_tokens:
+            steps.append(current)
+            current, size = [], 0
+        current.append(idx)
+        size += n
+    if current:
+        steps.append(current)
+    return steps
+
+
+def padding_waste(rows: Iterable[Sequence[Seq]], width: int | None = None) -> float:
+    """Padding tokens over all computed tokens, in %, for rows padded to `width` (or their own length)."""
+    real = padded = 0
+    for row in rows:
+        n = sum(len(s) for s in row)
+        real += n
+        padded += max(width or n, n)
+    return 0.0 if padded == 0 else 100.0 * (padded - real) / padded
+
+
+def padded_waste_of_batches(batches: Iterable[Sequence[Seq]]) -> float:
+    """Padding waste of the usual alternative: each sequence padded to the longest of its batch."""
+    real = padded = 0
+    for batch in batches:
+        longest = max((len(s) for s in batch), default=0)
+        real += sum(len(s) for s in batch)
+        padded += longest * len(batch)
+    return 0.0 if padded == 0 else 100.0 * (padded - real) / padded
+
+
+def fingerprint(units: Sequence[Unit]) -> str:
+    """A hash of the exact token data, so a checkpoint is only resumed on the same data."""
+    digest = hashlib.sha256()
+    for unit in units:
+        for seq in unit.seqs:
+            digest.update(repr((seq.role, seq.input_ids, seq.labels)).encode())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- selection
+@dataclass
+class Selection:
+    """What one refresh trains on, and why."""
+
+    new: list[models.Example] = field(default_factory=list)
+    replay: list[models.Example] = field(default_factory=list)
+    held_out_cpt: list[models.Example] = field(default_factory=list)
+    held_out_qa: list[models.Example] = field(default_factory=list)
+    retired_excluded: int = 0
+    clean: bool = False
+
+    @property
+    def examples(self) -> list[models.Example]:
+        return self.new + self.replay
+
+    @property
+    def new_tokens(self) -> int:
+        return sum(e.token_count or 0 for e in self.new)
+
+
+def _bucket(content_hash: str) -> int:
+    return int(hashlib.sha256(content_hash.encode()).hexdigest()[:8], 16) % 100
+
+
+def held_out(example: models.Example, counts: dict[str, int], has_eval_set: bool) -> bool:
+    """Whether an example is kept out of training to measure the adapter (stable per content)."""
+    if counts.get(example.kind, 0) < MIN_FOR_HOLDOUT:
+        return False
+    if example.kind == "cpt":
+        return _bucket(example.content_hash) < CPT_HOLDOUT_PERCENT
+    if example.kind == "qa" and not has_eval_set:
+        return _bucket(example.content_hash) < QA_HOLDOUT_PERCENT
+    return False
+
+
+def lineage_chain(session: Session, adapter: models.Adapter | None) -> list[models.Adapter]:
+    """The versions whose training lives on in `adapter`'s weights: itself and its parents up to
+    the last clean retrain (a clean retrain starts from the base model, so its parents do not count)."""
+    chain: list[models.Adapter] = []
+    seen: set[int] = set()
+    while adapter is not None and adapter.id not in seen:
+        chain.append(adapter)
+        seen.add(adapter.id)
+        if adapter.clean_retrain or adapter.parent_id is None:
+            break
+        adapter = session.get(models.Adapter, adapter.parent_id)
+    return chain
+
+
+def knowledge_ids(session: Session, adapter: models.Adapter | None) -> set[int]:
+    """Every example that trained the weights of `adapter` (replays included)."""
+    ids = [a.id for a in lineage_chain(session, adapter)]
+    if not ids:
+        return set()
+    rows = session.scalars(select(models.AdapterLineage.example_id).where(models.AdapterLineage.adapter_id.in_(ids)))
+    return set(rows)
+
+
+def replay_count(new: int, ratio: float) -> int:
+    """Replayed examples so that they make up `ratio` of the training mix."""
+    if new == 0 or ratio <= 0:
+        return 0
+    return math.ceil(new * ratio / (1.0 - ratio))
+
+
+def team_examples(session: Session, team_id: int) -> list[models.Example]:
+    return list(session.scalars(select(models.Example).where(models.Example.team_id == team_id)
+                                .order_by(models.Example.id)))
+
+
+def select_examples(session: Session, team_id: int, parent: models.Adapter | None, *, replay_ratio: float,
+                    seed: int, has_eval_set: bool, clean: bool = False) -> Selection:
+    """New examples since `parent` (all live ones on a clean retrain) plus a seeded replay sample."""
+    everything = team_examples(session, team_id)
+    live = [e for e in everything if e.retired_at is None]
+    counts: dict[str, int] = {}
+    for e in live:
+        counts[e.kind] = counts.get(e.kind, 0) + 1
+    selection = Selection(clean=clean)
+    selection.held_out_cpt = [e for e in live if e.kind == "cpt" and held_out(e, counts, has_eval_set)]
+    selection.held_out_qa = [e for e in live if e.kind == "qa" and held_out(e, counts, has_eval_set)]
+    trainable = [e for e in live if not held_out(e, counts, has_eval_set)]
+    known = set() if clean or parent is None else knowledge_ids(session, parent)
+    selection.retired_excluded = sum(1 for e in everything if e.retired_at is not None and
+                                     (clean or e.id in known or parent is None))
+    selection.new = [e for e in trainable if e.id not in known]
+    earlier = [e for e in trainable if e.id in known]
+    k = min(len(earlier), replay_count(len(selection.new), replay_ratio))
+    selection.replay = sorted(random.Random(f"replay:{seed}:{len(selection.new)}").sample(earlier, k),
+                              key=lambda e: e.id)
+    return selection
+
+
+def render_selection(selection: Selection, tokenizer: Any, seq_len: int) -> list[Unit]:
+    units: list[Unit] = []
+    for example in selection.examples:
+        units += render(example.kind, example.payload or {}, tokenizer, seq_len, example.id)
+    return units

@@ -1,0 +1,306 @@
+"""Evaluation of a candidate adapter and the promotion gate.
+
+Four measurements, each on the base model (adapter disabled) and the candidate:
+
+* team QA: the team's eval set (`TeamConfig.eval_set`, JSONL of {"question", "answer"}; else
+  held-out `qa` examples; else, with too few to hold out, the team's own `qa` examples as a recall
+  check). Metrics: answer match (the greedy answer contains the normalised expected answer) and
+  the mean per-token log-likelihood of the expected answer after the chat-template prompt.
+* held-out loss: mean per-token NLL on the team's held-out `cpt` examples (recent documents
+  never trained on), when the team has enough to hold some out.
+* forgetting probe: `training/probes/general.jsonl`, general-knowledge QA and short texts shipped
+  with Tacit. forgetting = max(relative increase of the probe NLL, relative drop of probe match).
+* cross-team leakage: the candidate on every other team's eval set, against the base model.
+
+Gate (`gate()`): promote only when
+1. team QA improves over the base model: match rises, or the answer log-likelihood rises by at
+   least `LL_MARGIN` nats/token while match does not drop; and
+2. it does not regress against the active version: match not lower and log-likelihood not lower
+   by more than `LL_MARGIN`; and
+3. forgetting <= `TrainingConfig.forgetting_bound`; and
+4. no other team's match rises by more than `LEAK_TOLERANCE` (knowledge of team A must not make
+   the model better at team B's questions).
+Otherwise the active version stays and the candidate is rejected with the failed condition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ValidationError
+
+from training.data import prompt_ids, render
+from training.recipe import sequence_logprobs
+
+PROBE = Path(__file__).parent / "probes" / "general.jsonl"
+LL_MARGIN = 0.01  # nats per answer token: smaller changes are noise
+LEAK_TOLERANCE = 0.125  # share of another team's questions the candidate may newly get right
+MAX_NEW_TOKENS = 32
+_NUMBERS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty".split())}
+
+
+class EvalSetError(ValueError):
+    """An eval set file that cannot be read; the message names the file and line."""
+
+
+class QAItem(BaseModel):
+    question: str
+    answer: str
+
+
+# ---------------------------------------------------------------------------- answers
+def normalise(text: str) -> str:
+    """Lower case, punctuation to spaces, no articles, number words as digits (SQuAD-style)."""
+    text = re.sub(r"[^\w\s]", " ", text.lower())
+    words = [_NUMBERS.get(w, w) for w in text.split() if w not in ("a", "an", "the")]
+    return " ".join(words)
+
+
+def answer_matches(generated: str, answer: str) -> bool:
+    expected = normalise(answer)
+    return bool(expected) and f" {expected} " in f" {normalise(generated)} "
+
+
+def read_qa_jsonl(path: Path) -> list[QAItem]:
+    items: list[QAItem] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise EvalSetError(f"{path}: cannot read the eval set: {exc.strerror or exc}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            items.append(QAItem.model_validate(json.loads(line)))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise EvalSetError(f"{path}:{n}: not a {{\"question\", \"answer\"}} object: "
+                               f"{str(exc).splitlines()[0]}") from None
+    return items
+
+
+def read_probe(path: Path = PROBE) -> tuple[list[QAItem], list[str]]:
+    qa: list[QAItem] = []
+    texts: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if "text" in row:
+                texts.append(row["text"])
+            else:
+                qa.append(QAItem.model_validate(row))
+    return qa, texts
+
+
+def generate_answers(model: Any, tokenizer: Any, questions: list[str], device: torch.device,
+                     max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 8) -> list[str]:
+    """Greedy answers, batched with left padding."""
+    answers: list[str] = []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(questions), batch_size):
+        prompts = [prompt_ids(tokenizer, q) for q in questions[start:start + batch_size]]
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
+        answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+    if was_training:
+        model.train()
+    return answers
+
+
+def answer_logprobs(model: Any, tokenizer: Any, items: list[QAItem], device: torch.device,
+                    seq_len: int = 512) -> list[float]:
+    """Per item: mean log-probability per answer token (answer and end-of-turn) after the prompt."""
+    seqs = []
+    for item in items:
+        units = render("qa", {"question": item.question, "answer": item.answer}, tokenizer, seq_len)
+        seqs.append(units[0].seqs[0])
+    return [s / n for s, n in sequence_logprobs(model, seqs, device)]
+
+
+def qa_metrics(model: Any, tokenizer: Any, items: list[QAItem], device: torch.device,
+               generate: bool = True) -> dict[str, Any]:
+    if not items:
+        return {"n": 0, "match": None, "answer_logprob": None}
+    lls = answer_logprobs(model, tokenizer, items, device)
+    result: dict[str, Any] = {"n": len(items), "answer_logprob": round(sum(lls) / len(lls), 5)}
+    if generate:
+        answers = generate_answers(model, tokenizer, [i.question for i in items], device)
+        hits = [answer_matches(a, i.answer) for a, i in zip(answers, items, strict=True)]
+        result["match"] = round(sum(hits) / len(hits), 5)
+        result["answers"] = answers
+    return result
+
+
+def text_nll(model: Any, tokenizer: Any, texts: list[str], device: torch.device, seq_len: int = 512) -> float | None:
+    """Token-mean negative log-likelihood of plain texts (every token but the first of each window)."""
+    seqs = [s for t in texts for u in render("cpt", {"text": t}, tokenizer, seq_len) for s in u.seqs]
+    if not seqs:
+        return None
+    scores = sequence_logprobs(model, seqs, device)
+    return round(-sum(s for s, _ in scores) / sum(n for _, n in scores), 5)
+
+
+# ---------------------------------------------------------------------------- suites
+@dataclass
+class EvalSuite:
+    team: str
+    team_qa: list[QAItem]
+    team_qa_source: str  # eval_set | held-out | training-qa | none
+    held_out_texts: list[str] = field(default_factory=list)
+    probe_qa: list[QAItem] = field(default_factory=list)
+    probe_texts: list[str] = field(default_factory=list)
+    other_teams: dict[str, list[QAItem]] = field(default_factory=dict)
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class BaseCache:
+    """Base-model measurements, cached on disk by (base weights, data): they never change."""
+
+    def __init__(self, folder: Path | None, weight_hash: str) -> None:
+        self.folder = folder
+        self.weight_hash = weight_hash
+
+    def get(self, kind: str, data: Any, compute: Any) -> Any:
+        if self.folder is None:
+            return compute()
+        path = self.folder / f"{kind}-{_key(self.weight_hash, kind, data)}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        value = compute()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+        return value
+
+
+def _items(items: list[QAItem]) -> list[list[str]]:
+    return [[i.question, i.answer] for i in items]
+
+
+def evaluate_candidate(model: Any, tokenizer: Any, suite: EvalSuite, device: torch.device, *,
+                       cache: BaseCache, active_adapter: str | None = None) -> dict[str, Any]:
+    """Measure the base model, the active version (if any) and the candidate (the model's
+    `candidate` adapter); returns the metrics that the gate and `adapters show` use."""
+    def base(kind: str, data: Any, fn: Any) -> Any:
+        def compute() -> Any:
+            with model.disable_adapter():
+                return fn()
+        return cache.get(kind, data, compute)
+
+    probe_all = suite.probe_texts + [f"{q.question} {q.answer}" for q in suite.probe_qa]
+    b_team = base("team_qa", _items(suite.team_qa), lambda: qa_metrics(model, tokenizer, suite.team_qa, device))
+    b_held = base("held_out", suite.held_out_texts, lambda: text_nll(model, tokenizer, suite.held_out_texts, device))
+    b_probe_qa = base("probe_qa", _items(suite.probe_qa), lambda: qa_metrics(model, tokenizer, suite.probe_qa, device))
+    b_probe_nll = base("probe_nll", probe_all, lambda: text_nll(model, tokenizer, probe_all, device))
+    b_other = {t: base("team_qa", _items(items), lambda items=items: qa_metrics(model, tokenizer, items, device))
+               for t, items in suite.other_teams.items()}
+
+    a_team = None
+    if active_adapter is not None:
+        model.set_adapter(active_adapter)
+        a_team = qa_metrics(model, tokenizer, suite.team_qa, device)
+    model.set_adapter("candidate")
+    c_team = qa_metrics(model, tokenizer, suite.team_qa, device)
+    c_held = text_nll(model, tokenizer, suite.held_out_texts, device)
+    c_probe_qa = qa_metrics(model, tokenizer, suite.probe_qa, device)
+    c_probe_nll = text_nll(model, tokenizer, probe_all, device)
+    c_other = {t: qa_metrics(model, tokenizer, items, device) for t, items in suite.other_teams.items()}
+    return summarise(suite, b_team, a_team, c_team, b_held, c_held, b_probe_qa, c_probe_qa, b_probe_nll,
+                     c_probe_nll, b_other, c_other)
+
+
+def _delta(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else round(after - before, 5)
+
+
+def forgetting(base_nll: float | None, cand_nll: float | None, base_match: float | None,
+               cand_match: float | None) -> float:
+    """max(relative increase of the probe NLL, relative drop of the probe match), at least 0."""
+    parts = [0.0]
+    if base_nll and cand_nll is not None:
+        parts.append((cand_nll - base_nll) / base_nll)
+    if base_match and cand_match is not None:
+        parts.append((base_match - cand_match) / base_match)
+    return round(max(parts), 5)
+
+
+def summarise(suite: EvalSuite, b_team: dict[str, Any], a_team: dict[str, Any] | None, c_team: dict[str, Any],
+              b_held: float | None, c_held: float | None, b_probe_qa: dict[str, Any], c_probe_qa: dict[str, Any],
+              b_probe_nll: float | None, c_probe_nll: float | None, b_other: dict[str, dict[str, Any]],
+              c_other: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    leakage = {
+        team: {"match_before": b_other[team]["match"], "match_after": c_other[team]["match"],
+               "match_delta": _delta(c_other[team]["match"], b_other[team]["match"]),
+               "logprob_delta": _delta(c_other[team]["answer_logprob"], b_other[team]["answer_logprob"])}
+        for team in c_other
+    }
+    return {
+        "eval_source": suite.team_qa_source,
+        "qa_n": c_team["n"],
+        "qa_before": b_team["match"],
+        "qa_active": a_team["match"] if a_team else None,
+        "qa_after": c_team["match"],
+        "qa_logprob_before": b_team["answer_logprob"],
+        "qa_logprob_active": a_team["answer_logprob"] if a_team else None,
+        "qa_logprob_after": c_team["answer_logprob"],
+        "qa_answers": [{"question": i.question, "expected": i.answer, "base": b, "candidate": c}
+                       for i, b, c in zip(suite.team_qa, b_team.get("answers", []), c_team.get("answers", []),
+                                          strict=False)],
+        "held_out_n": len(suite.held_out_texts),
+        "held_out_nll_before": b_held,
+        "held_out_nll_after": c_held,
+        "probe_qa_before": b_probe_qa["match"],
+        "probe_qa_after": c_probe_qa["match"],
+        "probe_nll_before": b_probe_nll,
+        "probe_nll_after": c_probe_nll,
+        "forgetting": forgetting(b_probe_nll, c_probe_nll, b_probe_qa["match"], c_probe_qa["match"]),
+        "leakage": leakage,
+    }
+
+
+def gate(metrics: dict[str, Any], forgetting_bound: float) -> tuple[bool, str]:
+    """The promotion decision and its reason (see the module docstring for the rule)."""
+    before, after, active = metrics.get("qa_before"), metrics.get("qa_after"), metrics.get("qa_active")
+    ll_before, ll_after = metrics.get("qa_logprob_before"), metrics.get("qa_logprob_after")
+    ll_active = metrics.get("qa_logprob_active")
+    if not metrics.get("qa_n"):
+        held_b, held_a = metrics.get("held_out_nll_before"), metrics.get("held_out_nll_after")
+        if held_b is None or held_a is None:
+            return False, "no team QA to evaluate: configure eval_set or add qa examples"
+        if held_a > held_b - LL_MARGIN:
+            return False, f"no team QA; held-out loss did not improve ({held_b:.3f} -> {held_a:.3f})"
+    else:
+        improved = after > before or (ll_after >= ll_before + LL_MARGIN and after >= before)
+        if not improved:
+            return False, (f"team QA did not improve over the base model: match {before:.3f} -> {after:.3f}, "
+                           f"answer log-likelihood {ll_before:.3f} -> {ll_after:.3f}")
+        if active is not None and (after < active or ll_after < ll_active - LL_MARGIN):
+            return False, (f"team QA regressed against the active version: match {active:.3f} -> {after:.3f}, "
+                           f"answer log-likelihood {ll_active:.3f} -> {ll_after:.3f}")
+    if metrics["forgetting"] > forgetting_bound:
+        return False, (f"forgetting {metrics['forgetting']:.3f} exceeds the bound {forgetting_bound:.3f} "
+                       f"(probe NLL {metrics['probe_nll_before']} -> {metrics['probe_nll_after']}, "
+                       f"probe match {metrics['probe_qa_before']} -> {metrics['probe_qa_after']})")
+    for team, leak in (metrics.get("leakage") or {}).items():
+        if leak["match_delta"] is not None and leak["match_delta"] > LEAK_TOLERANCE:
+            return False, (f"cross-team leakage: the candidate got better at team {team}'s questions "
+                           f"({leak['match_before']:.3f} -> {leak['match_after']:.3f})")
+    if not metrics.get("qa_n"):
+        return True, "held-out loss improved; forgetting within bound; no leakage"
+    return True, (f"team QA {before:.3f} -> {after:.3f} (log-likelihood {ll_before:.3f} -> {ll_after:.3f}); "
+                  f"forgetting {metrics['forgetting']:.3f} <= {forgetting_bound:.3f}; no leakage")

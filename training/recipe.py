@@ -1,0 +1,411 @@
+"""The LoRA training recipe: a torchtune-shaped class (`setup / train / save_checkpoint / cleanup`)
+around a plain torch loop, so every step of a refresh can be read top to bottom.
+
+* LoRA (PEFT) on every linear layer of the blocks (q, k, v, o, gate, up, down), r from the team's
+  config and alpha = 2r by default, no `modules_to_save`, no DoRA, no rsLoRA: the format that
+  vLLM and LoRAX hot-swap, identical across a team's versions.
+* Continuation: `PeftModel.from_pretrained(base, parent, is_trainable=True)`, then an assertion
+  that exactly the LoRA weights require grad (a known PEFT bug can make the wrong adapter
+  trainable: https://github.com/huggingface/peft/issues/3580).
+* Loss: token-mean cross entropy over the trained tokens of a step (`qa`/`chat` answers, all of
+  `cpt`), plus the DPO loss (Rafailov et al. 2023) for preference pairs with the base model,
+  adapter disabled, as the reference. A step's loss is normalised by the step's totals, so
+  splitting it into smaller micro-batches (after a CUDA out-of-memory error) changes nothing.
+* AdamW, linear warmup then cosine decay, re-warmed on every refresh; gradient clipping.
+* Checkpoint: a plain dict (trainable weights, optimizer, scheduler, RNG states, data position,
+  losses) every `checkpoint_every` steps under the adapter's folder; `setup` resumes from it, and
+  a resumed run ends with the same weights and losses as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+
+from training.data import IGNORE, Batch, Seq, Unit, fingerprint, pack, plan_epoch, split_micro
+
+TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+class TrainingError(RuntimeError):
+    """A refresh that cannot run (bad adapter, no data, out of memory at the smallest micro-batch)."""
+
+
+class RecipeConfig(BaseModel):
+    """Everything one training run depends on (recorded with the adapter version)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str
+    data_dir: Path | None = None  # where converted base models live (see base_models.models_dir)
+    output_dir: Path
+    parent_adapter: Path | None = None  # continue from this adapter; None trains a fresh LoRA
+    rank: int = 16
+    alpha: int | None = None  # 2 * rank when unset
+    dropout: float = 0.0
+    learning_rate: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    epochs: int = 3
+    min_steps: int = 0  # more epochs (up to max_epochs) until the run has this many steps
+    max_epochs: int = 30
+    max_steps: int | None = None
+    step_tokens: int = 1024  # tokens of one optimizer step (one packed row)
+    micro_tokens: int | None = None  # smaller micro-batches within a step (set after an OOM)
+    seq_len: int = 512
+    seed: int = 0
+    dpo_beta: float = 0.1
+    anchor_ratio: float = 0.0  # anchor replay units per training unit (see training.anchors)
+    anchor_cache: Path | None = None
+    base_hash: str = ""
+    checkpoint_every: int = 25  # steps; 0 = never
+    device: str = "auto"
+    gradient_checkpointing: bool | None = None  # None: on with CUDA
+    bf16: bool | None = None  # autocast to bfloat16; None: on with CUDA
+
+    @property
+    def lora_alpha(self) -> int:
+        return self.alpha or 2 * self.rank
+
+    def resume_key(self) -> dict[str, Any]:
+        """Settings a checkpoint must agree with to be resumed."""
+        keys = ("base_model", "rank", "alpha", "dropout", "learning_rate", "min_lr_ratio", "warmup_ratio",
+                "weight_decay", "grad_clip", "epochs", "min_steps", "max_epochs", "max_steps", "step_tokens",
+                "seq_len", "seed", "dpo_beta", "anchor_ratio", "base_hash")
+        data = self.model_dump(include=set(keys))
+        data["parent_adapter"] = str(self.parent_adapter) if self.parent_adapter else None
+        return data
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lora_config(rank: int, alpha: int, dropout: float = 0.0) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(TARGET_MODULES),
+                      bias="none", task_type="CAUSAL_LM", use_dora=False, use_rslora=False)
+
+
+def assert_only_lora_trainable(model: Any, adapter_name: str = "default") -> int:
+    """Exactly the LoRA A/B weights of `adapter_name` require grad, all of them (peft #3580)."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    lora = {n for n, _ in model.named_parameters()
+            if (".lora_A." in n or ".lora_B." in n) and n.endswith(f".{adapter_name}.weight")}
+    if not lora:
+        raise TrainingError("the adapter has no LoRA weights")
+    if trainable != lora:
+        extra = sorted(trainable - lora)[:3]
+        frozen = sorted(lora - trainable)[:3]
+        raise TrainingError(f"wrong trainable parameters after loading the adapter: extra {extra}, frozen {frozen}")
+    return sum(p.numel() for n, p in model.named_parameters() if n in lora)
+
+
+def forward_logprobs(model: Any, batch: Batch, device: torch.device, bf16: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-probabilities of the labelled tokens of a packed row.
+
+    Returns (logp per labelled token, sequence index per labelled token, labelled positions).
+    Logits are only computed at labelled positions (`logits_to_keep`), which skips the vocabulary
+    projection for prompt tokens.
+    """
+    t = batch.tensors(device)
+    labels = t["labels"][0]
+    keep = (labels != IGNORE).nonzero().squeeze(-1)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(input_ids=t["input_ids"], position_ids=t["position_ids"], use_cache=False, logits_to_keep=keep)
+    logits = out.logits[0].float()
+    logp = -F.cross_entropy(logits, labels[keep], reduction="none")
+    return logp, t["seq_index"][keep], keep
+
+
+def sequence_logprobs(model: Any, seqs: Sequence[Seq], device: torch.device, micro_tokens: int = 2048,
+                      bf16: bool = False) -> list[tuple[float, int]]:
+    """(sum of log-probabilities, trained tokens) per sequence, without gradients."""
+    results: list[tuple[float, int]] = []
+    with torch.no_grad():
+        for group in split_micro(list(seqs), micro_tokens):
+            batch = pack(group)
+            logp, index, _ = forward_logprobs(model, batch, device, bf16)
+            sums = torch.zeros(len(group), dtype=torch.float64, device=logp.device)
+            sums.index_add_(0, index, logp.double())
+            results += [(float(sums[i]), group[i].targets) for i in range(len(group))]
+    return results
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class LoRARecipe:
+    """One training run of one adapter version: `setup(units)`, `train()`, `save_adapter()`, `cleanup()`."""
+
+    def __init__(self, cfg: RecipeConfig, *, progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        self.device = resolve_device(cfg.device)
+        cuda = self.device.type == "cuda"
+        self.bf16 = cfg.bf16 if cfg.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
+        self.grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else cuda
+        self.micro_tokens = cfg.micro_tokens or cfg.step_tokens
+        self.model: Any = None
+        self.units: list[Unit] = []
+        self.plan: list[list[int]] = []
+        self.step = 0
+        self.losses: list[float] = []
+        self.tokens_seen = 0
+        self.trainable_params = 0
+        self.resumed_from: int | None = None
+        self.wall = 0.0
+        self.epochs_run = 0
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, units: Sequence[Unit], base: Any = None, tokenizer: Any = None) -> None:
+        """Load the model (or take `base`), attach the LoRA, plan the data and resume if possible."""
+        from peft import PeftModel, get_peft_model
+
+        from training import base_models
+
+        cfg = self.cfg
+        if not units:
+            raise TrainingError("nothing to train on")
+        self.units = list(units)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        if base is None:
+            base = base_models.load_model(cfg.base_model, cfg.data_dir,
+                                          dtype=torch.bfloat16 if self.bf16 else torch.float32)
+        base.config.use_cache = False
+        if self.grad_ckpt:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.parent_adapter is not None:
+            model = PeftModel.from_pretrained(base, str(cfg.parent_adapter), is_trainable=True)
+            loaded = model.peft_config["default"]
+            if (loaded.r, loaded.lora_alpha) != (cfg.rank, cfg.lora_alpha) or set(loaded.target_modules) != set(TARGET_MODULES):
+                raise TrainingError(f"the previous adapter has r={loaded.r}, alpha={loaded.lora_alpha}; "
+                                    f"the configuration asks for r={cfg.rank}, alpha={cfg.lora_alpha}: retrain clean")
+        else:
+            model = get_peft_model(base, lora_config(cfg.rank, cfg.lora_alpha, cfg.dropout))
+        self.trainable_params = assert_only_lora_trainable(model)
+        self.model = model.to(self.device)
+        self.model.train()
+        if cfg.anchor_ratio > 0:
+            from training.anchors import anchor_answers, anchor_units
+
+            tokenizer = tokenizer or base_models.load_tokenizer(cfg.base_model, cfg.data_dir)
+            rows = anchor_answers(self.model, tokenizer, self.device, cfg.base_hash or cfg.base_model, cfg.anchor_cache)
+            self.units += anchor_units(rows, tokenizer, cfg.seq_len, round(cfg.anchor_ratio * len(units)), cfg.seed)
+        self._reference_logprobs()
+
+        self.plan = []
+        epoch = 0
+        while epoch < cfg.epochs or (len(self.plan) < cfg.min_steps and epoch < max(cfg.max_epochs, cfg.epochs)):
+            self.plan += plan_epoch(self.units, cfg.step_tokens, cfg.seed, epoch)
+            epoch += 1
+        self.epochs_run = epoch
+        self.plan = self.plan[: cfg.max_steps or None]
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                                           betas=(0.9, 0.999), eps=1e-8)
+        total = len(self.plan)
+        warmup = max(1, round(cfg.warmup_ratio * total)) if total > 1 else 0
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = (step - warmup) / max(1, total - warmup)
+            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.fingerprint = fingerprint(self.units)
+        self._maybe_resume()
+
+    def _reference_logprobs(self) -> None:
+        """DPO reference: the base model (adapter disabled), computed once; it never changes."""
+        pairs = [s for u in self.units for s in u.seqs if s.role in ("chosen", "rejected")]
+        if not pairs:
+            return
+        self.model.eval()
+        with self.model.disable_adapter():
+            scores = sequence_logprobs(self.model, pairs, self.device, self.micro_tokens, self.bf16)
+        for seq, (logp, _) in zip(pairs, scores, strict=True):
+            seq.ref_logp = logp
+        self.model.train()
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.cfg.output_dir / CHECKPOINT
+
+    def save_checkpoint(self) -> Path:
+        """Write the resume state as one plain dict (atomically: temp file, then rename)."""
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "weights": {n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": _rng_state(),
+            "data": {"fingerprint": self.fingerprint, "plan": self.plan, "position": self.step},
+            "losses": list(self.losses),
+            "tokens_seen": self.tokens_seen,
+            "micro_tokens": self.micro_tokens,
+            "config": self.cfg.resume_key(),
+        }
+        self.cfg.output_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+        return self.checkpoint_path
+
+    def _maybe_resume(self) -> None:
+        path = self.checkpoint_path
+        if not path.exists():
+            return
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if (state.get("format") != CHECKPOINT_FORMAT or state["config"] != self.cfg.resume_key()
+                or state["data"]["fingerprint"] != self.fingerprint or state["data"]["plan"] != self.plan):
+            path.unlink()  # a checkpoint of other data or settings: start over
+            return
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in state["weights"].items():
+                params[name].copy_(value.to(params[name].device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        self.step = state["step"]
+        self.losses = list(state["losses"])
+        self.tokens_seen = state["tokens_seen"]
+        self.micro_tokens = state["micro_tokens"]
+        self.resumed_from = self.step
+
+    # ------------------------------------------------------------------ training
+    def _step_loss(self, seqs: list[Seq]) -> float:
+        """Forward and backward of one optimizer step, micro-batch by micro-batch; returns its loss."""
+        n_sft = sum(s.targets for s in seqs if s.role == "sft")
+        n_pairs = sum(1 for s in seqs if s.role == "chosen")
+        total = 0.0
+        for group in split_micro(seqs, self.micro_tokens):
+            batch = pack(group)
+            logp, index, _ = forward_logprobs(self.model, batch, self.device, self.bf16)
+            loss = logp.new_zeros(())
+            roles = [s.role for s in group]
+            if n_sft:
+                is_sft = torch.tensor([r == "sft" for r in roles], device=logp.device)[index]
+                loss = loss - (logp * is_sft).sum() / n_sft
+            if n_pairs:
+                loss = loss + self._dpo(group, logp, index) / n_pairs
+            loss.backward()
+            total += float(loss.detach())
+        return total
+
+    def _dpo(self, group: list[Seq], logp: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        sums = logp.new_zeros(len(group)).index_add(0, index, logp)
+        loss = logp.new_zeros(())
+        for i, seq in enumerate(group):
+            if seq.role != "chosen":
+                continue
+            rejected = group[i + 1]
+            margin = (sums[i] - seq.ref_logp) - (sums[i + 1] - rejected.ref_logp)
+            loss = loss - F.logsigmoid(self.cfg.dpo_beta * margin)
+        return loss
+
+    def train(self) -> dict[str, Any]:
+        """Run the remaining steps; checkpoint every `checkpoint_every` steps."""
+        start = time.perf_counter()
+        self.model.train()
+        while self.step < len(self.plan):
+            seqs = [s for idx in self.plan[self.step] for s in self.units[idx].seqs]
+            loss = self._run_step(seqs)
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            self.losses.append(loss)
+            self.tokens_seen += sum(len(s) for s in seqs)
+            if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 and self.step < len(self.plan):
+                self.save_checkpoint()
+            if self.progress:
+                self.progress({"step": self.step, "total": len(self.plan), "loss": loss,
+                               "lr": self.scheduler.get_last_lr()[0], "tokens": self.tokens_seen})
+        self.wall += time.perf_counter() - start
+        return self.summary()
+
+    def _run_step(self, seqs: list[Seq]) -> float:
+        """One step's forward/backward; a CUDA out-of-memory error halves the micro-batch and retries."""
+        while True:
+            try:
+                return self._step_loss(seqs)
+            except torch.OutOfMemoryError:
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                longest = max(len(s) for s in seqs)
+                if self.micro_tokens <= longest:
+                    raise TrainingError(f"out of memory even with one sequence ({longest} tokens) per "
+                                        "micro-batch: lower seq_len") from None
+                self.micro_tokens = max(longest, self.micro_tokens // 2)
+
+    def summary(self) -> dict[str, Any]:
+        trained = sum(s.targets for u in self.units for s in u.seqs)
+        return {
+            "steps": self.step,
+            "epochs": self.epochs_run,
+            "units": len(self.units),
+            "anchor_units": sum(1 for u in self.units if u.kind == "anchor"),
+            "tokens": self.tokens_seen,
+            "target_tokens_per_epoch": trained,
+            "first_loss": self.losses[0] if self.losses else None,
+            "final_loss": self.losses[-1] if self.losses else None,
+            "wall_s": round(self.wall, 3),
+            "tokens_per_s": round(self.tokens_seen / self.wall, 1) if self.wall else None,
+            "micro_tokens": self.micro_tokens,
+            "trainable_params": self.trainable_params,
+            "resumed_from_step": self.resumed_from,
+            "device": str(self.device),
+            "bf16": self.bf16,
+            "gradient_checkpointing": self.grad_ckpt,
+        }
+
+    def save_adapter(self, path: Path | None = None) -> Path:
+        """Write the PEFT directory (adapter_config.json + adapter_model.safetensors)."""
+        target = path or self.cfg.output_dir
+        target.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(target), safe_serialization=True)
+        return target
+
+    def cleanup(self) -> None:
+        """Drop the resume checkpoint (the run is complete) and free the model."""
+        if self.checkpoint_path.exists():
+            self.checkpoint_path.unlink()
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
