@@ -5,9 +5,10 @@
    size (256 tokens, no overlap), one document at a time for every splitter:
    `ingestion.chunking.chunk_markdown`, langchain-text-splitters'
    `RecursiveCharacterTextSplitter.from_huggingface_tokenizer` and `semchunk.chunkerify`.
-   The two baselines are measured on a slice of the corpus (they run at well under 1 MB/s on
-   two cores); Tacit runs on the whole corpus *and* on the same slice, so the ratios compare
-   like with like. Chunks over the token limit are counted for each splitter, afterwards.
+   All three run on the same slice of the corpus (the baselines run at well under 1 MB/s on
+   two cores), in interleaved rounds so that other load on the machine weighs on each alike;
+   wall-clock and CPU-time rates are both shown. Tacit then runs on the whole corpus. Chunks
+   over the token limit are counted for each splitter, afterwards.
 2. **End to end** (documents/s): `process_team` from stored documents to examples, on SQLite and
    on PostgreSQL (a database of its own on the TACIT_TEST_POSTGRES_URL server, dropped after),
    for two corpus sizes, each in a fresh process, with peak memory growth (VmHWM − VmRSS before
@@ -96,15 +97,11 @@ def megabytes(docs: list[str]) -> float:
 
 
 # --------------------------------------------------------------------------- chunking
-def timed(fn: Any, docs: list[str]) -> tuple[float, list[list[str]]]:
-    start = time.perf_counter()
-    out = [fn(d) for d in docs]
-    return time.perf_counter() - start, out
+ROUNDS = 6
 
 
-def over_limit(tok: Any, chunks: list[list[str]]) -> int:
-    texts = [c for cs in chunks for c in cs]
-    encs = tok.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+def over_limit(tok: Any, chunks: list[str]) -> int:
+    encs = tok.backend_tokenizer.encode_batch_fast(chunks, add_special_tokens=False)
     return sum(len(e) > MAX_TOKENS for e in encs)
 
 
@@ -115,41 +112,51 @@ def bench_chunking(mb: float, slice_mb: float) -> None:
     tok = load_tokenizer("smollm2-135m")
     docs = corpus(mb)
     part = corpus(slice_mb, seed=1)
-    print(f"corpus: {len(docs)} documents, {megabytes(docs):.1f} MB; baseline slice: {len(part)} documents, "
-          f"{megabytes(part):.1f} MB; SmolLM2 tokenizer, {MAX_TOKENS} tokens, no overlap, one document at a time")
+    print(f"corpus: {len(docs)} documents, {megabytes(docs):.1f} MB; slice for all splitters: {len(part)} documents, "
+          f"{megabytes(part):.1f} MB in {ROUNDS} interleaved rounds (so a busy machine weighs on all alike); "
+          f"SmolLM2 tokenizer, {MAX_TOKENS} tokens, no overlap, one document at a time")
 
     def tacit(d: str) -> list[str]:
         return [c.text for c in chunk_markdown(d, tokenizer=tok, max_tokens=MAX_TOKENS)]
 
-    results: dict[str, tuple[float, int, int]] = {}
-    t, out = timed(tacit, part)
-    results["tacit (slice)"] = (megabytes(part) / t, sum(map(len, out)), over_limit(tok, out))
+    splitters: dict[str, Any] = {"tacit": tacit}
     try:
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-        splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(tok, chunk_size=MAX_TOKENS,
-                                                                             chunk_overlap=0)
-        t, out = timed(splitter.split_text, part)
-        results["langchain RecursiveCharacterTextSplitter (slice)"] = (
-            megabytes(part) / t, sum(map(len, out)), over_limit(tok, out))
+        splitters["langchain RecursiveCharacterTextSplitter"] = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+            tok, chunk_size=MAX_TOKENS, chunk_overlap=0).split_text
     except ImportError:
         print("langchain-text-splitters is not installed (pip install -e '.[bench]'): skipped")
     try:
         import semchunk
 
-        chunker = semchunk.chunkerify(tok, MAX_TOKENS)
-        t, out = timed(chunker, part)
-        results["semchunk (slice)"] = (megabytes(part) / t, sum(map(len, out)), over_limit(tok, out))
+        splitters["semchunk"] = semchunk.chunkerify(tok, MAX_TOKENS)
     except ImportError:
         print("semchunk is not installed (pip install -e '.[bench]'): skipped")
-    t, out = timed(tacit, docs)
-    results[f"tacit (whole {megabytes(docs):.0f} MB corpus)"] = (megabytes(docs) / t, sum(map(len, out)),
-                                                                  over_limit(tok, out))
-    anchor = results["tacit (slice)"][0]
-    print(f"{'splitter':<52} {'MB/s':>7} {'chunks':>8} {'over limit':>10} {'tacit is':>9}")
-    for name, (rate, n, over) in results.items():
-        ratio = "" if name.startswith("tacit") else f"{anchor / rate:7.2f}x"
-        print(f"{name:<52} {rate:7.2f} {n:8d} {over:10d} {ratio:>9}")
+
+    wall = dict.fromkeys(splitters, 0.0)
+    cpu = dict.fromkeys(splitters, 0.0)
+    chunks: dict[str, list[str]] = {name: [] for name in splitters}
+    names = list(splitters)
+    for r in range(ROUNDS):
+        docs_r = part[r::ROUNDS]
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            w, c = time.perf_counter(), time.process_time()
+            for d in docs_r:
+                chunks[name].extend(splitters[name](d))
+            wall[name] += time.perf_counter() - w
+            cpu[name] += time.process_time() - c
+    size = megabytes(part)
+    print(f"{'splitter':<42} {'MB/s':>6} {'MB/cpu-s':>8} {'chunks':>7} {'over limit':>10} {'tacit is (wall, cpu)':>21}")
+    for name in names:
+        ratio = "" if name == "tacit" else f"{wall[name] / wall['tacit']:6.2f}x {cpu[name] / cpu['tacit']:6.2f}x"
+        print(f"{name:<42} {size / wall[name]:6.2f} {size / cpu[name]:8.2f} {len(chunks[name]):7d} "
+              f"{over_limit(tok, chunks[name]):10d} {ratio:>21}")
+    w, c = time.perf_counter(), time.process_time()
+    out = [t for d in docs for t in tacit(d)]
+    w, c = time.perf_counter() - w, time.process_time() - c
+    print(f"{'tacit, whole corpus':<42} {megabytes(docs) / w:6.2f} {megabytes(docs) / c:8.2f} {len(out):7d} "
+          f"{over_limit(tok, out):10d}")
 
 
 # --------------------------------------------------------------------------- end to end
