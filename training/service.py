@@ -33,6 +33,7 @@ MIN_STEPS = 40
 MAX_EPOCHS = 30
 #: Anchor replay (general prompts with the base model's own answers) per team unit.
 ANCHOR_RATIO = 0.5
+CHECKPOINT_EVERY = 10  # steps between resume checkpoints
 MAX_EVAL_ITEMS = 64
 MAX_OTHER_TEAM_ITEMS = 32
 
@@ -217,7 +218,7 @@ def _refresh(ctx: Any, team_cfg: TeamConfig, force: bool, progress: _Progress, l
             rank=tcfg.rank, alpha=alpha, learning_rate=tcfg.learning_rate, epochs=tcfg.epochs,
             max_steps=tcfg.max_steps, step_tokens=tcfg.micro_batch_tokens, seq_len=tcfg.seq_len, seed=tcfg.seed,
             min_steps=MIN_STEPS, max_epochs=MAX_EPOCHS, anchor_ratio=ANCHOR_RATIO, base_hash=base_hash,
-            anchor_cache=base_models.models_dir(ctx.data_dir) / "anchors")
+            anchor_cache=base_models.models_dir(ctx.data_dir) / "anchors", checkpoint_every=CHECKPOINT_EVERY)
         train = _train(recipe_cfg, units, tokenizer, progress, lock)
         with ctx.session() as session:
             row = session.get(models.Adapter, row_id)
