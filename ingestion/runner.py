@@ -98,6 +98,8 @@ class _Writer:
 
     def add(self, record: Any) -> None:
         # Within one batch the later of a record and a tombstone for the same id wins.
+        if isinstance(record, Document | Interaction):
+            record = store.storable(record)
         if isinstance(record, Document):
             self._drop_tombstone(record.external_id)
             self.docs.append(record)

@@ -9,9 +9,24 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from collections.abc import Callable, Iterable
 
 from bs4 import BeautifulSoup, NavigableString, Tag
+
+
+#: Office files are zip archives, and their readers inflate every part they need into memory
+#: (an XML part then grows several times over as a tree). The declared sizes bound what `zipfile`
+#: inflates (it stops there and checks the CRC), so they are checked before any reader opens the
+#: file: more than this in all, or one member compressed more than `MAX_ZIP_RATIO` to one, is a
+#: decompression bomb (or no document anyone reads) and becomes a Failure for that file alone.
+#: (Apache POI's `ZipSecureFile` refuses the same 100-to-1 ratio by default.)
+MAX_UNZIPPED_BYTES = 100 * 1024 * 1024
+MAX_ZIP_RATIO = 100
+ZIP_KINDS = frozenset({"docx", "pptx", "xlsx"})
+#: Spreadsheet cells read at most (empty cells in the used range count): an enormous table is data,
+#: not text to learn from, and reading it has to stop somewhere.
+MAX_CELLS = 100_000
 
 
 class Unsupported(Exception):
@@ -37,12 +52,33 @@ def to_markdown(name: str, mime: str | None, data: bytes) -> str:
     if converter is None:
         raise Unsupported(f"unsupported type .{kind}" if "/" not in kind else f"unsupported type {kind}")
     try:
+        if kind in ZIP_KINDS:
+            check_archive(data)
         text = converter(data)
     except (Unreadable, Unsupported):
         raise
+    except RecursionError:
+        raise Unreadable(f"cannot read {name}: nested too deeply") from None
     except Exception as exc:  # every reader raises its own errors on a damaged file
         raise Unreadable(f"cannot read {name} as .{kind}: corrupt or truncated file ({type(exc).__name__})") from None
     return _tidy(text)
+
+
+def check_archive(data: bytes) -> None:
+    """Refuse a zip whose members would inflate past `MAX_UNZIPPED_BYTES` or by more than
+    `MAX_ZIP_RATIO` (a file that is no zip at all is left for its reader to call corrupt)."""
+    try:
+        members = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return
+    total = sum(m.file_size for m in members)
+    if total > MAX_UNZIPPED_BYTES:
+        raise Unreadable(f"it would inflate to {total / 2**20:.0f} MB (more than {MAX_UNZIPPED_BYTES / 2**20:.0f} "
+                         "MB): a decompression bomb, not read")
+    for m in members:
+        if m.file_size > 2**20 and m.file_size > MAX_ZIP_RATIO * max(1, m.compress_size):
+            raise Unreadable(f"{m.filename} is compressed {m.file_size // max(1, m.compress_size)} to 1 (more than "
+                             f"{MAX_ZIP_RATIO} to 1): a decompression bomb, not read")
 
 
 def _tidy(text: str) -> str:
@@ -128,9 +164,15 @@ def xlsx_to_markdown(data: bytes) -> str:
 
     wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     out: list[str] = []
+    cells = 0
     try:
         for ws in wb.worksheets:
-            rows = [["" if v is None else str(v) for v in row] for row in ws.iter_rows(values_only=True)]
+            rows = []
+            for row in ws.iter_rows(values_only=True):
+                cells += len(row)
+                if cells > MAX_CELLS:
+                    raise Unreadable(f"more than {MAX_CELLS:,} cells (sheet {ws.title!r}): an enormous table, not read")
+                rows.append(["" if v is None else str(v) for v in row])
             table = _table(rows)
             if table:
                 out += [f"## {ws.title}", table]
@@ -217,7 +259,15 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
+        pass
+    # UTF-8 with a few broken bytes (a cut multi-byte character, a stray Latin-1 byte) keeps its
+    # text, the broken bytes becoming U+FFFD; where broken sequences outnumber valid non-ASCII
+    # characters, the file is in a legacy encoding.
+    text = data.decode("utf-8", errors="replace")
+    broken = text.count("\ufffd")
+    if sum(1 for c in text if c > "\x7f") - broken >= broken:
+        return text
+    return data.decode("cp1252", errors="replace")
 
 
 CONVERTERS: dict[str, Callable[[bytes], str]] = {

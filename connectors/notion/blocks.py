@@ -51,26 +51,46 @@ class Node:
         return value
 
 
+class PageTooLarge(PayloadError):
+    """A page with more blocks than `max_page_blocks`: not read further (a Failure for that page)."""
+
+
 class TreeReader:
     """Reads block trees. The children of synced blocks (and of everything inside them) are kept
     for the whole sync: an original shown on many pages is read once, and a cycle of copies is
-    cut where it closes, identically wherever it is shown."""
+    cut where it closes, identically wherever it is shown.
+
+    Work per page is bounded: nesting deeper than `max_depth` is cut (and counted as skipped),
+    and a page with more than `max_blocks` blocks stops being read there (`PageTooLarge`), so a
+    hostile or runaway page costs at most max_blocks / 100 requests and that much memory."""
 
     def __init__(self, api: NotionApi, block_pages: dict[str, str | None] | None = None,
-                 max_depth: int = 40) -> None:
+                 max_depth: int = 40, max_blocks: int = 20_000) -> None:
         self.api = api
         self.max_depth = max_depth
+        self.max_blocks = max_blocks
+        self._left = max_blocks
         self._shared: dict[str, list[dict[str, Any]]] = {}
         #: block id -> the page it is on (a child page's parent may be a block, e.g. a toggle).
         self.block_pages = block_pages if block_pages is not None else {}
 
     def read(self, page_id: str) -> list[Node]:
+        self._left = self.max_blocks
         return self._children(page_id, (page_id,), page_id, shared=False)
+
+    def _count(self, n: int) -> None:
+        self._left -= n
+        if self._left < 0:
+            raise PageTooLarge(f"more than {self.max_blocks:,} blocks (max_page_blocks): not read further")
 
     def _fetch(self, block_id: str, shared: bool) -> list[dict[str, Any]]:
         if block_id in self._shared:
+            self._count(len(self._shared[block_id]))
             return self._shared[block_id]
-        blocks = list(self.api.children(block_id))
+        blocks = []
+        for block in self.api.children(block_id):
+            self._count(1)
+            blocks.append(block)
         for block in blocks:
             if not isinstance(block, dict) or not isinstance(block.get("type"), str) or "id" not in block:
                 raise PayloadError(f"an unexpected block in the children of {block_id}")

@@ -79,6 +79,8 @@ class NotionSettings(BaseModel):
     #: The webhook verification token, if it was set up elsewhere (else the handshake stores it).
     verification_token: SecretStr | None = None
     timeout_s: float = Field(60.0, gt=0)
+    #: A page with more blocks than this (at any depth) is a Failure, read no further.
+    max_page_blocks: int = Field(20_000, ge=1)
 
     @field_validator("base_url")
     @classmethod
@@ -258,7 +260,7 @@ class _PageReader:
         self.settings = settings
         self.users = UserDirectory(api)
         self.hierarchy = Hierarchy(api, settings.teamspaces, team)
-        self.trees = TreeReader(api, self.hierarchy.block_pages)
+        self.trees = TreeReader(api, self.hierarchy.block_pages, max_blocks=settings.max_page_blocks)
         self.properties = PropertyRenderer(self.users.name, self.hierarchy.title)
         self.comments_forbidden = False
 
