@@ -1,0 +1,161 @@
+"""A `tacit process` killed with SIGKILL half-way, then run again, ends exactly where an uninterrupted run ends.
+
+Two PostgreSQL databases hold the same corpus (documents with headings, lists and tables; chat
+threads; rated feedback). One is processed without interruption. On the other a real `tacit
+process` subprocess is SIGKILLed once part of the corpus is processed and part is not, then run
+again to the end. The chunks and the examples of both are compared as sets of content hashes with
+their provenance: identical, and no row twice.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from connectors.base import Document, Interaction
+from db import models
+from ingestion.pipeline import process_team
+from ingestion.runner import ingest_records
+from tacit.context import Context
+from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS, _fresh_postgres_db, write_config
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+DOCS = 400
+WORDS = ("deploy freeze pipeline cluster backup quota service owner catalog incident handoff refund ticket "
+         "escalation queue customer enterprise response policy database replica region latency budget "
+         "the a of to and in is for on with that by this be are from at as it we our team must should will "
+         "every week day hour Thursday Monday Skylark Basalt Nimbus Atlas Kestrel Harbor Halcyon").split()
+
+
+def _sentence(r: random.Random) -> str:
+    words = [r.choice(WORDS) for _ in range(r.randint(6, 20))]
+    words.insert(r.randint(1, len(words) - 1), str(r.randint(1, 99999)))
+    return " ".join(words).capitalize() + "."
+
+
+def page(r: random.Random, i: int) -> str:
+    out = [f"# Runbook {i}", "", " ".join(_sentence(r) for _ in range(r.randint(2, 6)))]
+    for s in range(r.randint(2, 5)):
+        out += ["", f"## Step {s}: {r.choice(WORDS)}", ""]
+        kind = r.random()
+        if kind < 0.6:
+            out.append(" ".join(_sentence(r) for _ in range(r.randint(1, 6))))
+        elif kind < 0.8:
+            out += [f"- {_sentence(r)}" for _ in range(r.randint(2, 6))]
+        else:
+            out += ["| Host | Owner |", "|---|---|"] + [f"| h{i}-{j} | {r.choice(WORDS)} |" for j in range(r.randint(2, 8))]
+    return "\n".join(out)
+
+
+def corpus() -> list[Document | Interaction]:
+    """The same records every time: pages, chat threads on pages, and rated feedback on the same
+    prompts (preference pairs)."""
+    r = random.Random(20261126)
+    records: list[Document | Interaction] = [
+        Document(external_id=f"page-{i}", title=f"Runbook {i}", text=page(r, i),
+                 metadata={"properties": {"Owner": r.choice(["Ada", "Bram", "Chen"])}}) for i in range(DOCS)]
+    for i in range(60):
+        records.append(Interaction(external_id=f"chat-{i}", kind="thread", document_external_id=f"page-{i}",
+                                   messages=[{"role": "user", "text": f"How do I run step {i % 4}? {_sentence(r)}"},
+                                             {"role": "assistant", "text": _sentence(r)}]))
+    for i in range(40):
+        records.append(Interaction(external_id=f"feedback-{i}", kind="feedback", rating=1 if i % 2 else -1,
+                                   messages=[{"role": "user", "text": f"Who owns the {WORDS[i % 10]} budget?"},
+                                             {"role": "assistant", "text": _sentence(r)}]))
+    return records
+
+
+def outcome(ctx: Context) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Chunks and examples as rows of (provenance, content hash, ...), sorted; live and retired alike."""
+    with ctx.session() as s:
+        doc = dict(s.execute(select(models.Document.id, models.Document.external_id)).all())
+        inter = dict(s.execute(select(models.Interaction.id, models.Interaction.external_id)).all())
+        ordinal = dict(s.execute(select(models.Chunk.id, models.Chunk.ordinal)).all())
+        chunks = sorted((doc[c.document_id], c.document_version, c.ordinal, c.content_hash, c.token_count,
+                         c.heading_path and tuple(c.heading_path), c.retired_at is None)
+                        for c in s.scalars(select(models.Chunk)))
+        examples = sorted((e.kind, e.content_hash, e.origin, e.token_count, doc.get(e.document_id),
+                           inter.get(e.interaction_id), ordinal.get(e.chunk_id), e.retired_at is None)
+                          for e in s.scalars(select(models.Example)))
+    return chunks, examples
+
+
+def processed(ctx: Context) -> tuple[int, int]:
+    """(records processed, records in all)."""
+    with ctx.session() as s:
+        done = total = 0
+        for model in (models.Document, models.Interaction):
+            total += s.scalar(select(func.count()).select_from(model)) or 0
+            done += s.scalar(select(func.count()).select_from(model).where(
+                model.processed_hash == model.content_hash)) or 0
+    return done, total
+
+
+@pytest.fixture
+def reference_url() -> Iterator[str]:
+    yield from _fresh_postgres_db()
+
+
+def test_sigkill_mid_processing_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, postgres_url: str,
+                                                                       reference_url: str, make_ctx: Any) -> None:
+    records = corpus()
+    reference = make_ctx(reference_url)
+    ingest_records(reference, "assistant", records)
+    process_team(reference, "platform")
+    expected_chunks, expected_examples = outcome(reference)
+    assert len(expected_chunks) > DOCS and len(expected_examples) > 4 * DOCS
+
+    work = tmp_path / "work"
+    work.mkdir()
+    config = write_config(work, postgres_url, DEFAULT_TEAMS + DEFAULT_SOURCES)
+    ctx = Context.load(config)
+    ingest_records(ctx, "assistant", records)
+    log = work / "process.log"
+    argv = [sys.executable, "-m", "tacit.cli", "--config", str(config), "process", "--team", "platform"]
+    proc = subprocess.Popen(argv, cwd=work, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 240
+    done, total = processed(ctx)
+    while done < total // 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        done, total = processed(ctx)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done, total = processed(ctx)
+    assert 0 < done < total, f"not killed mid-way: {done} of {total} processed\n{log.read_text()[-2000:]}"
+
+    again = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert processed(ctx) == (total, total)
+    chunks, examples = outcome(ctx)
+    assert len(set(chunks)) == len(chunks) and len(set(examples)) == len(examples)  # nothing twice
+    assert chunks == expected_chunks
+    assert examples == expected_examples
+
+
+@pytest.mark.xfail(strict=True, reason="near-duplicate detection holds within one processing run only "
+                   "(ingestion.hygiene.DuplicateIndex is rebuilt empty by every run): a run that restarts after "
+                   "a kill, or an incremental run, keeps a near-copy of a page processed by an earlier run")
+def test_a_near_copy_is_caught_across_runs_as_within_one(make_ctx: Any, sqlite_url: str) -> None:
+    r = random.Random(7)
+    original = Document(external_id="page-3", title="Runbook 3", text=page(r, 3))
+    copy = Document(external_id="page-copy", title="Runbook 3 (copy)",
+                    text=original.text.replace("Runbook 3", "Runbook 3 copy"))
+    together = make_ctx(sqlite_url)
+    ingest_records(together, "assistant", [original, copy])
+    assert process_team(together, "platform")["documents_duplicate"] == 1  # one run: the copy is caught
+    apart = make_ctx(sqlite_url.replace("tacit.db", "apart.db"))
+    ingest_records(apart, "assistant", [original])
+    process_team(apart, "platform")
+    ingest_records(apart, "assistant", [copy])
+    assert process_team(apart, "platform")["documents_duplicate"] == 1
