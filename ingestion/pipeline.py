@@ -3,8 +3,9 @@
 `process_team(ctx, team)` is what `tacit process` and the Celery task `tacit.process_team`
 (queue `process`) run. It
 
-1. retires the chunks and examples of documents and interactions deleted at their source, and
-   flags every adapter version whose lineage holds one of those examples for a clean retrain;
+1. retires the chunks and examples of documents and interactions deleted at their source (and,
+   after a change of the team mapping in `tacit.toml`, of records that now feed another team),
+   and flags every adapter version whose lineage holds one of those examples for a clean retrain;
 2. reads the documents and interactions whose `content_hash` differs from `processed_hash`
    and that feed this team (`ingestion.routing`), in pages of ids, so memory does not grow
    with the corpus; unchanged content is never read, and a second delivery of the same
