@@ -361,17 +361,23 @@ def _is_question(text: str) -> bool:
 
 
 def chat_from_interaction(item: InteractionView) -> Draft | None:
-    """A chat example: an assistant conversation as it was, or a thread's question and the
-    reply that resolved it. Threads without such a reply give nothing."""
+    """A chat example: an assistant conversation (kind `chat`) as it was, or a thread's or
+    comment discussion's question and the reply that resolved it. Connectors mark the one who
+    opened a thread as `user` and the others as `assistant`; with no roles, authors tell them
+    apart. Threads without a resolving reply, or that ask nothing, give nothing."""
     msgs = [m for m in item.messages if str(m.get("text") or "").strip()]
     if not msgs:
         return None
-    if any(m.get("role") in ("user", "assistant") for m in msgs):
+    if item.kind == "chat" and any(m.get("role") in ("user", "assistant") for m in msgs):
         return _conversation(item, msgs)
-    asker = msgs[0].get("author") or ""
+    opener = msgs[0].get("author") or ""
+
+    def asks(m: dict[str, Any]) -> bool:  # written by the one who opened the thread
+        return m.get("author") == opener if opener else m.get("role") == "user"
+
     i = 1
     question = [msgs[0]["text"].strip()]
-    while i < len(msgs) and asker and msgs[i].get("author") == asker:  # follow-ups before any reply
+    while i < len(msgs) and asks(msgs[i]):  # follow-ups before any reply
         question.append(msgs[i]["text"].strip())
         i += 1
     q = "\n".join(question)
@@ -381,7 +387,7 @@ def chat_from_interaction(item: InteractionView) -> Draft | None:
     resolved = None
     for m in msgs[i:]:
         text = m["text"].strip()
-        if m.get("author") != asker or not asker:
+        if not asks(m):
             if not _is_ack(text):
                 answer = text
         elif _is_ack(text) and answer:

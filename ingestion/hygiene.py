@@ -116,6 +116,7 @@ _NAV = re.compile(r"^(?:\s*\[[^\]\n]{1,40}\]\([^)\n]*\)\s*[|·•/>»-]?\s*){3,}
 _LIST_MARK = re.compile(r"^\s*(?:[-*+>]|\d{1,3}[.)])\s+")
 _FENCE = re.compile(r"^ {0,3}(?:`{3,}|~{3,})")
 _SPACES = re.compile(r"\s+")
+_PROPERTY = re.compile(r"^(?:[-*+]\s+)?(?:\*\*|__)?[A-Za-z][\w ()/&.'+-]{0,48}?(?:\*\*|__)?\s*:(?:\*\*|__)?\s+\S")
 
 #: A line repeated in at least this many documents, and in this share of a source's documents,
 #: is boilerplate.
@@ -128,6 +129,8 @@ def _line_key(line: str) -> str | None:
     (headings, table rules, fences, very short or very long lines)."""
     stripped = line.strip()
     if not (6 <= len(stripped) <= 240) or stripped.startswith("#") or set(stripped) <= set("|-: =*_"):
+        return None
+    if _PROPERTY.match(stripped):  # "Status: Done" repeats across rows of a database, but is a fact
         return None
     norm = _SPACES.sub(" ", _LIST_MARK.sub("", stripped)).lower()
     return f"{zlib.crc32(norm.encode()):08x}"

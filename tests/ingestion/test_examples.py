@@ -88,6 +88,14 @@ def test_structure_qa_from_key_values_tables_and_headings(chunks) -> None:  # ty
     assert all(d.kind == "qa" and d.origin == "structure" for d in drafts)
 
 
+def test_a_notion_row_rendered_as_property_lines_gives_facts_about_the_row() -> None:
+    text = "# Refund of order 1182\n\n- **Amount**: 250 euros\n- **Approver**: Dana Whitfield\n- **Status**: Done"
+    chunks = chunk_markdown(text, tokenizer=load_tokenizer("tiny-random"), max_tokens=64)
+    qa = [(d.payload["question"], d.payload["answer"]) for d in structure_qa("Refund of order 1182", text, chunks)]
+    assert any("approver of Refund of order 1182" in q and "Dana Whitfield" in a for q, a in qa)
+    assert sum("amount" in q for q, _ in qa) == 4
+
+
 def test_data_source_row_properties_become_facts() -> None:
     drafts = structure_qa("Platform roadmap", "", [], {"Status": {"name": "In progress"}, "Quarter": "Q3",
                                                        "Tags": ["infra", "db"], "Done": False, "Name": "x"})
@@ -113,6 +121,14 @@ def test_thread_question_and_the_reply_that_resolved_it() -> None:
     assert draft.payload == {"messages": [
         {"role": "user", "content": "When does the deploy freeze start?"},
         {"role": "assistant", "content": "Thursday at 16:00 UTC, see the deploy policy."}]}
+    # As connectors give Teams threads and comments: the opener is "user", the others "assistant".
+    teams = view(7, "thread", [("Bram", "user", "Who approves refunds above 200 euros?"),
+                               ("Chen", "assistant", "Maybe Emeka?"),
+                               ("Dana", "assistant", "Dana Whitfield approves them."),
+                               ("Bram", "user", "Thank you!"), ("Chen", "assistant", "ok")])
+    assert chat_from_interaction(teams).payload["messages"] == [
+        {"role": "user", "content": "Who approves refunds above 200 euros?"},
+        {"role": "assistant", "content": "Dana Whitfield approves them."}]
     unanswered = view(2, "thread", [("bram", "other", "Who owns Basalt?"), ("bram", "other", "anyone?")])
     assert chat_from_interaction(unanswered) is None
     only_thanks = view(3, "thread", [("bram", "other", "Who owns Basalt?"), ("ada", "other", "Thanks!")])

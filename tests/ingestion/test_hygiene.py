@@ -62,6 +62,14 @@ def test_boilerplate_lines_repeated_across_a_source_are_stripped() -> None:
     assert LineStats.from_state(stats.to_state()) == stats
 
 
+def test_property_lines_repeated_across_rows_are_facts_not_boilerplate() -> None:
+    rows = [f"# Task {i}\n\n- **Status**: Done\n- **Owner**: Ada" for i in range(6)]
+    stats = LineStats()
+    for r in rows:
+        stats.add_document(r)
+    assert strip_boilerplate(rows[0], stats) == rows[0]
+
+
 def test_well_known_noise_lines_are_stripped_without_statistics() -> None:
     text = ("[Home](/) | [Docs](/docs) | [Blog](/blog)\nSkip to content\n\nReal text stays.\n\n"
             "© 2024 Lumen Labs. All rights reserved.\nSent from my iPhone")
