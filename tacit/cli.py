@@ -303,7 +303,9 @@ def process(team: Annotated[str | None, typer.Option("--team", help="Only this t
         ctx.config.team(name)
         with progress_bar(f"processing {name}") as update:
             result = pipeline.process_team(ctx, name, progress=update)
-        out.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "team"))
+        # Records of this team's sources that feed other teams were processed for them too.
+        for label, counts in [(name, result), *(result.pop("other_teams", None) or {}).items()]:
+            out.print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "team"))
 
 
 # ---------------------------------------------------------------------------- training
