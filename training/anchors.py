@@ -99,5 +99,7 @@ def anchor_units(rows: list[dict[str, str]], tokenizer: Any, seq_len: int, count
     for row in chosen:
         for unit in render("qa", {"question": row["prompt"], "answer": row["answer"]}, tokenizer, seq_len):
             unit.kind = "anchor"
+            for seq in unit.seqs:
+                seq.role = "anchor"
             units.append(unit)
     return units

@@ -35,6 +35,9 @@ CPT_HOLDOUT_PERCENT = 5
 QA_HOLDOUT_PERCENT = 10
 #: Fewer examples than this of a kind: nothing of that kind is held out (it would be too noisy).
 MIN_FOR_HOLDOUT = 20
+#: Replay at least this many earlier examples (when there are): a tiny increment would otherwise
+#: replay one or two, too few to keep what the adapter knew.
+MIN_REPLAY = 8
 #: Chat-template roles; anything else (e.g. "other" from a thread) speaks as the user.
 ROLES = {"system", "user", "assistant"}
 
@@ -50,7 +53,7 @@ class Seq:
 
     input_ids: list[int]
     labels: list[int]
-    role: str = "sft"  # sft | chosen | rejected
+    role: str = "sft"  # sft | anchor | chosen | rejected
     example_id: int | None = None
     ref_logp: float | None = None  # DPO: the base model's log-probability of the trained tokens
 
@@ -369,7 +372,10 @@ def select_examples(session: Session, team_id: int, parent: models.Adapter | Non
                                      (clean or e.id in known or parent is None))
     selection.new = [e for e in trainable if e.id not in known]
     earlier = [e for e in trainable if e.id in known]
-    k = min(len(earlier), replay_count(len(selection.new), replay_ratio))
+    wanted = replay_count(len(selection.new), replay_ratio)
+    if selection.new and replay_ratio > 0:
+        wanted = max(wanted, MIN_REPLAY)
+    k = min(len(earlier), wanted)
     selection.replay = sorted(random.Random(f"replay:{seed}:{len(selection.new)}").sample(earlier, k),
                               key=lambda e: e.id)
     return selection

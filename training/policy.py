@@ -5,7 +5,8 @@ A refresh is due when
   a document it learned from was deleted at the source, the team's base model (or its weights)
   changed, or the LoRA shape (rank, alpha) in the configuration changed; or
 * enough new tokens arrived: examples not yet in the active version's weights and not already
-  tried by a version rejected since, at least `TrainingConfig.min_new_tokens`; or
+  tried by a version rejected since, at least `TrainingConfig.min_new_tokens` (any, while the
+  team has no active version yet); or
 * it is forced (`tacit train --force`), and there is something new to train on.
 
 The lock is a Redis lock when the queue is Redis (workers on several machines), else an
@@ -108,6 +109,8 @@ def decide(session: Session, team: TeamConfig, team_id: int, *, base_hash: str, 
         decision.due, decision.reason = True, f"forced ({untried} new tokens {since})"
     elif untried == 0:
         decision.reason = f"nothing new {since}: the new examples were already tried by a rejected version"
+    elif active is None:
+        decision.due, decision.reason = True, f"first version: {untried} new tokens"
     elif untried < cfg.min_new_tokens:
         decision.reason = f"not due: {untried} new tokens {since}, fewer than min_new_tokens={cfg.min_new_tokens}"
     else:

@@ -61,6 +61,7 @@ class RecipeConfig(BaseModel):
     grad_clip: float = 1.0
     epochs: int = 3
     min_steps: int = 0  # more epochs (up to max_epochs) until the run has this many steps
+    min_steps_per_epoch: int = 0  # small data: smaller steps (down to one unit) for more updates
     max_epochs: int = 30
     max_steps: int | None = None
     step_tokens: int = 1024  # tokens of one optimizer step (one packed row)
@@ -69,6 +70,7 @@ class RecipeConfig(BaseModel):
     seed: int = 0
     dpo_beta: float = 0.1
     anchor_ratio: float = 0.0  # anchor replay units per training unit (see training.anchors)
+    anchor_weight: float = 1.0  # the anchor term's weight beside the team term (each token-mean)
     anchor_cache: Path | None = None
     base_hash: str = ""
     checkpoint_every: int = 25  # steps; 0 = never
@@ -83,15 +85,18 @@ class RecipeConfig(BaseModel):
     def resume_key(self) -> dict[str, Any]:
         """Settings a checkpoint must agree with to be resumed."""
         keys = ("base_model", "rank", "alpha", "dropout", "learning_rate", "min_lr_ratio", "warmup_ratio",
-                "weight_decay", "grad_clip", "epochs", "min_steps", "max_epochs", "max_steps", "step_tokens",
-                "seq_len", "seed", "dpo_beta", "anchor_ratio", "base_hash")
+                "weight_decay", "grad_clip", "epochs", "min_steps", "min_steps_per_epoch", "max_epochs", "max_steps", "step_tokens",
+                "seq_len", "seed", "dpo_beta", "anchor_ratio", "anchor_weight", "base_hash")
         data = self.model_dump(include=set(keys))
         data["parent_adapter"] = str(self.parent_adapter) if self.parent_adapter else None
         return data
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto`: $TACIT_DEVICE if set (e.g. to pin a worker to "cuda:1"), else CUDA when available."""
     if name == "auto":
+        if os.environ.get("TACIT_DEVICE"):
+            return torch.device(os.environ["TACIT_DEVICE"])
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
@@ -173,6 +178,7 @@ class LoRARecipe:
         cuda = self.device.type == "cuda"
         self.bf16 = cfg.bf16 if cfg.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
         self.grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else cuda
+        self.step_tokens = cfg.step_tokens
         self.micro_tokens = cfg.micro_tokens or cfg.step_tokens
         self.model: Any = None
         self.units: list[Unit] = []
@@ -223,10 +229,16 @@ class LoRARecipe:
             self.units += anchor_units(rows, tokenizer, cfg.seq_len, round(cfg.anchor_ratio * len(units)), cfg.seed)
         self._reference_logprobs()
 
+        epoch_tokens = sum(u.tokens for u in self.units)
+        self.step_tokens = cfg.step_tokens
+        if cfg.min_steps_per_epoch and epoch_tokens < cfg.step_tokens * cfg.min_steps_per_epoch:
+            longest = max(u.tokens for u in self.units)
+            self.step_tokens = max(longest, math.ceil(epoch_tokens / cfg.min_steps_per_epoch))
+        self.micro_tokens = cfg.micro_tokens or self.step_tokens
         self.plan = []
         epoch = 0
         while epoch < cfg.epochs or (len(self.plan) < cfg.min_steps and epoch < max(cfg.max_epochs, cfg.epochs)):
-            self.plan += plan_epoch(self.units, cfg.step_tokens, cfg.seed, epoch)
+            self.plan += plan_epoch(self.units, self.step_tokens, cfg.seed, epoch)
             epoch += 1
         self.epochs_run = epoch
         self.plan = self.plan[: cfg.max_steps or None]
@@ -308,8 +320,15 @@ class LoRARecipe:
 
     # ------------------------------------------------------------------ training
     def _step_loss(self, seqs: list[Seq]) -> float:
-        """Forward and backward of one optimizer step, micro-batch by micro-batch; returns its loss."""
+        """Forward and backward of one optimizer step, micro-batch by micro-batch; returns its loss.
+
+        loss = token-mean NLL of the team's sequences + anchor_weight × token-mean NLL of the
+        anchor sequences + mean DPO loss of the pairs, each normalised by the step's totals. The
+        anchor term has its own mean so that long general answers do not drown the short
+        answers that carry the team's facts.
+        """
         n_sft = sum(s.targets for s in seqs if s.role == "sft")
+        n_anchor = sum(s.targets for s in seqs if s.role == "anchor")
         n_pairs = sum(1 for s in seqs if s.role == "chosen")
         total = 0.0
         for group in split_micro(seqs, self.micro_tokens):
@@ -317,9 +336,10 @@ class LoRARecipe:
             logp, index, _ = forward_logprobs(self.model, batch, self.device, self.bf16)
             loss = logp.new_zeros(())
             roles = [s.role for s in group]
-            if n_sft:
-                is_sft = torch.tensor([r == "sft" for r in roles], device=logp.device)[index]
-                loss = loss - (logp * is_sft).sum() / n_sft
+            for role, count, weight in (("sft", n_sft, 1.0), ("anchor", n_anchor, self.cfg.anchor_weight)):
+                if count:
+                    mask = torch.tensor([r == role for r in roles], device=logp.device)[index]
+                    loss = loss - weight * (logp * mask).sum() / count
             if n_pairs:
                 loss = loss + self._dpo(group, logp, index) / n_pairs
             loss.backward()
@@ -387,6 +407,7 @@ class LoRARecipe:
             "final_loss": self.losses[-1] if self.losses else None,
             "wall_s": round(self.wall, 3),
             "tokens_per_s": round(self.tokens_seen / self.wall, 1) if self.wall else None,
+            "step_tokens": self.step_tokens,
             "micro_tokens": self.micro_tokens,
             "trainable_params": self.trainable_params,
             "resumed_from_step": self.resumed_from,

@@ -6,10 +6,12 @@ import pytest
 from sqlalchemy import select
 
 from db import models
+from db.base import utcnow
 from tests.training.helpers import add_example, add_qa
 from training.base_models import TINY, load_tokenizer
 from training.data import (
     IGNORE,
+    MIN_REPLAY,
     Seq,
     chat_segments,
     pack,
@@ -108,7 +110,7 @@ def test_replay_count_is_the_share_of_the_mix() -> None:
 
 
 def test_selection_new_replay_and_retired(ctx) -> None:  # type: ignore[no-untyped-def]
-    old = add_qa(ctx, "platform", [(f"old question {i}?", f"answer {i}") for i in range(10)])
+    old = add_qa(ctx, "platform", [(f"old question {i}?", f"answer {i}") for i in range(30)])
     retired = add_example(ctx, "platform", "qa", {"question": "gone?", "answer": "yes"}, retired=True)
     with ctx.session() as session:
         team = ctx.team_row(session, "platform")
@@ -116,16 +118,21 @@ def test_selection_new_replay_and_retired(ctx) -> None:  # type: ignore[no-untyp
         session.add(v1)
         session.flush()
         session.add_all([models.AdapterLineage(adapter_id=v1.id, example_id=i) for i in old + [retired]])
-    new = add_qa(ctx, "platform", [(f"new question {i}?", f"new answer {i}") for i in range(6)])
+    new = add_qa(ctx, "platform", [(f"new question {i}?", f"new answer {i}") for i in range(36)])
     add_qa(ctx, "support", [("Which helpdesk?", "Harbor")])
     with ctx.session() as session:
         team = ctx.team_row(session, "platform")
         parent = session.scalar(select(models.Adapter).where(models.Adapter.team_id == team.id))
         sel = select_examples(session, team.id, parent, replay_ratio=0.25, seed=0, has_eval_set=True)
         assert [e.id for e in sel.new] == new
-        assert len(sel.replay) == 2 and {e.id for e in sel.replay} <= set(old)
+        assert len(sel.replay) == 12 and {e.id for e in sel.replay} <= set(old)  # 25 % of the mix
         again = select_examples(session, team.id, parent, replay_ratio=0.25, seed=0, has_eval_set=True)
         assert [e.id for e in again.replay] == [e.id for e in sel.replay]  # seeded
         assert sel.retired_excluded == 1
         clean = select_examples(session, team.id, parent, replay_ratio=0.25, seed=0, has_eval_set=True, clean=True)
         assert sorted(e.id for e in clean.new) == sorted(old + new) and clean.replay == []
+        for example_id in new[2:]:
+            session.get(models.Example, example_id).retired_at = utcnow()
+        session.flush()
+        few = select_examples(session, team.id, parent, replay_ratio=0.25, seed=0, has_eval_set=True)
+        assert [e.id for e in few.new] == new[:2] and len(few.replay) == MIN_REPLAY == 8  # the floor

@@ -1,0 +1,323 @@
+"""Training: packing against padding, an incremental refresh against a full retrain, and what the
+adapters learn on the sample company.
+
+1. **Packing** (tokens/s, padding waste %): the same LoRA model and the same data (the sample
+   company's facts rendered as qa and cpt examples) trained for the same steps, once packed
+   padding-free (Tacit's recipe: one row per step, positions restarting at every sequence) and
+   once padded (sequences of a step padded to its longest, with a 2-D attention mask: the usual
+   collator). Both compute logits only where there is a label. Real (non-padding) tokens per
+   second of forward + backward + optimizer step.
+2. **Incremental refresh vs full retrain** (wall time): a corpus of N units; the full retrain
+   trains all of them, the incremental refresh trains 1 % new units plus the replay sample and
+   anchors, with the service's step policy (MIN_STEPS, MAX_EPOCHS). Training wall time of each.
+3. **Knowledge** on the sample company (`connectors/sandbox/company.py`): for each team, qa
+   examples (question → answer) and cpt examples (the statement) from its facts, an eval set of
+   the facts' `eval_question`s, and `training.service.refresh_adapter` end to end (SQLite, a
+   temporary data dir). Team QA match before → after, forgetting probe before → after, the
+   cross-team leakage matrix; then a second refresh after new facts arrive, continuing from the
+   first version.
+
+    .venv/bin/python benchmarks/bench_training.py --quick          # CPU, a few minutes
+    .venv/bin/python benchmarks/bench_training.py --device cuda    # all teams, larger corpus
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TACIT_MODELS_DIR", str(ROOT / ".tacit" / "models"))
+os.environ.setdefault("TACIT_SECRET_KEY", "ZmRlYWRiZWVmZGVhZGJlZWZkZWFkYmVlZmRlYWRiZWU=")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+from connectors.sandbox.company import FACTS, Fact  # noqa: E402
+from training.data import IGNORE, Seq, Unit, padded_waste_of_batches, plan_epoch, render, replay_count  # noqa: E402
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# --------------------------------------------------------------------------- data
+def fact_units(tok: Any, facts: list[Fact], seq_len: int = 512) -> list[Unit]:
+    """qa (question → answer), qa (question → statement), cpt (statement), cpt (the topic's page)."""
+    units: list[Unit] = []
+    pages: dict[tuple[str, str], list[str]] = {}
+    for f in facts:
+        units += render("qa", {"question": f.question, "answer": f.answer}, tok, seq_len)
+        units += render("qa", {"question": f.question, "answer": f.statement}, tok, seq_len)
+        units += render("cpt", {"text": f.statement}, tok, seq_len)
+        pages.setdefault((f.team, f.topic), []).append(f.statement)
+    for (_, topic), statements in pages.items():
+        units += render("cpt", {"text": f"# {topic}\n\n" + "\n".join(f"- {s}" for s in statements)}, tok, seq_len)
+    return units
+
+
+def corpus(tok: Any, n: int) -> list[Unit]:
+    """n distinct units: the fact units, renumbered until there are enough."""
+    base = fact_units(tok, FACTS)
+    units: list[Unit] = []
+    i = 0
+    while len(units) < n:
+        f = FACTS[i % len(FACTS)]
+        k = i // len(FACTS)
+        units += render("qa", {"question": f"{f.question} (ticket {k})", "answer": f.statement}, tok, 512)
+        units += render("cpt", {"text": f"Note {k}: {f.statement}"}, tok, 512)
+        i += 1
+    return (base + units)[:n]
+
+
+# --------------------------------------------------------------------------- 1. packing
+def lora_model(name: str, device: torch.device) -> Any:
+    from peft import get_peft_model
+
+    from training.base_models import load_model
+    from training.recipe import lora_config
+
+    torch.manual_seed(0)
+    model = load_model(name)
+    model.config.use_cache = False
+    return get_peft_model(model, lora_config(16, 32)).to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_packed(model: Any, steps: list[list[Seq]], device: torch.device, bf16: bool) -> float:
+    from training.data import pack
+    from training.recipe import forward_logprobs
+
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    _sync(device)
+    start = time.perf_counter()
+    for seqs in steps:
+        logp, _, _ = forward_logprobs(model, pack(seqs), device, bf16)
+        (-logp.mean()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def run_padded(model: Any, steps: list[list[Seq]], device: torch.device, bf16: bool, pad: int) -> float:
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    _sync(device)
+    start = time.perf_counter()
+    for seqs in steps:
+        width = max(len(s) for s in seqs)
+        ids = torch.tensor([s.input_ids + [pad] * (width - len(s)) for s in seqs], device=device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
+        labels = torch.tensor([s.labels + [IGNORE] * (width - len(s)) for s in seqs], device=device)
+        keep = labels != IGNORE  # logits at trained positions only, as in the packed recipe
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=keep).logits
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels[keep])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def bench_packing(model_name: str, device: torch.device, bf16: bool, step_tokens: int, n_steps: int) -> dict[str, Any]:
+    from training.base_models import load_tokenizer
+
+    tok = load_tokenizer(model_name)
+    units = fact_units(tok, FACTS)
+    plan = plan_epoch(units, step_tokens, seed=0, epoch=0)
+    while len(plan) < n_steps + 1:
+        plan += plan_epoch(units, step_tokens, seed=0, epoch=len(plan))
+    steps = [[s for i in step for s in units[i].seqs] for step in plan[: n_steps + 1]]
+    real = sum(len(s) for step in steps[1:] for s in step)
+    result: dict[str, Any] = {"model": model_name, "device": str(device), "steps": n_steps, "step_tokens": step_tokens,
+                              "real_tokens": real}
+    # Warm up once each (allocator, kernels), then time the same steps for both layouts.
+    model = lora_model(model_name, device)
+    run_packed(model, steps[:1], device, bf16)
+    packed_s = run_packed(model, steps[1:], device, bf16)
+    model = lora_model(model_name, device)
+    run_padded(model, steps[:1], device, bf16, tok.pad_token_id)
+    padded_s = run_padded(model, steps[1:], device, bf16, tok.pad_token_id)
+    result.update(packed_tokens_per_s=round(real / packed_s, 1), padded_tokens_per_s=round(real / padded_s, 1),
+                  speedup=round(padded_s / packed_s, 2), packed_waste_pct=0.0,
+                  padded_waste_pct=round(padded_waste_of_batches(steps[1:]), 2))
+    return result
+
+
+# --------------------------------------------------------------------------- 2. incremental vs full
+def bench_incremental(model_name: str, device: str, n_units: int, new_share: float = 0.01) -> dict[str, Any]:
+    from training import service
+    from training.base_models import load_tokenizer, models_dir, weight_hash
+    from training.recipe import LoRARecipe, RecipeConfig
+
+    tok = load_tokenizer(model_name)
+    units = corpus(tok, n_units)
+    n_new = max(1, math.ceil(new_share * n_units))
+    n_replay = replay_count(n_new, 0.15)
+    common = {"base_model": model_name, "learning_rate": 1e-3, "epochs": 3, "step_tokens": 1024, "seq_len": 512,
+              "min_steps": service.MIN_STEPS, "max_epochs": service.MAX_EPOCHS, "anchor_ratio": service.ANCHOR_RATIO,
+              "anchor_cache": models_dir() / "anchors", "base_hash": weight_hash(model_name), "checkpoint_every": 0,
+              "device": device}
+    out: dict[str, Any] = {"model": model_name, "units": n_units, "new_units": n_new, "replayed_units": n_replay}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in (("full", units), ("incremental", units[-n_new:] + units[:n_replay])):
+            recipe = LoRARecipe(RecipeConfig(output_dir=Path(tmp) / name, **common))
+            start = time.perf_counter()
+            recipe.setup(data, tokenizer=tok)
+            summary = recipe.train()
+            out[name] = {"wall_s": round(time.perf_counter() - start, 2), "steps": summary["steps"],
+                         "epochs": summary["epochs"], "tokens": summary["tokens"]}
+            recipe.cleanup()
+    out["speedup"] = round(out["full"]["wall_s"] / out["incremental"]["wall_s"], 2)
+    return out
+
+
+# --------------------------------------------------------------------------- 3. knowledge
+def bench_knowledge(model_name: str, teams: list[str], second_round: list[str], hold_back: int,
+                    device: str) -> dict[str, Any]:
+    import hashlib
+
+    from db import models
+    from tacit.config import load_config
+    from tacit.context import Context
+    from training import service
+
+    results: dict[str, Any] = {"model": model_name, "device": device, "teams": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        body = ""
+        for team in ("platform", "support", "research"):
+            facts = [f for f in FACTS if f.team == team]
+            (root / f"{team}-eval.jsonl").write_text(
+                "".join(json.dumps({"question": f.eval_question, "answer": f.answer}) + "\n" for f in facts))
+            # The sample is small: every new fact is worth a refresh (min_new_tokens = 0).
+            body += (f'[[teams]]\nname = "{team}"\nbase_model = "{model_name}"\neval_set = "{team}-eval.jsonl"\n'
+                     '[teams.training]\nmin_new_tokens = 0\n\n')
+        (root / "tacit.toml").write_text(f'[storage]\ndatabase_url = "sqlite:///{root}/tacit.db"\n'
+                                         f'data_dir = ".tacit"\n\n{body}')
+        ctx = Context(load_config(root / "tacit.toml"))
+        if device != "auto":
+            os.environ["TACIT_DEVICE"] = device
+
+        def add(team: str, facts: list[Fact]) -> None:
+            with ctx.session() as session:
+                team_row = ctx.team_row(session, team)
+                for f in facts:
+                    for kind, payload in (("qa", {"question": f.question, "answer": f.answer}),
+                                          ("cpt", {"text": f.statement})):
+                        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+                        session.add(models.Example(team_id=team_row.id, kind=kind, payload=payload,
+                                                   content_hash=digest, token_count=len(json.dumps(payload)) // 4))
+
+        for team in teams:
+            facts = [f for f in FACTS if f.team == team]
+            later = facts[-hold_back:] if team in second_round and hold_back else []
+            add(team, [f for f in facts if f not in later])
+            start = time.perf_counter()
+            first = service.refresh_adapter(ctx, team)
+            first["wall_s"] = round(time.perf_counter() - start, 1)
+            results["teams"][team] = {"first": first}
+            say(f"  {team} v{first['version']}: {first['status']} in {first['wall_s']} s — {first['reason']}")
+            if later:
+                add(team, later)
+                start = time.perf_counter()
+                second = service.refresh_adapter(ctx, team)
+                second["wall_s"] = round(time.perf_counter() - start, 1)
+                results["teams"][team]["second"] = second
+                say(f"  {team} v{second['version']} (continued from v{second['continued_from']}): "
+                    f"{second['status']} in {second['wall_s']} s — {second['reason']}")
+    return results
+
+
+# --------------------------------------------------------------------------- report
+def report(packing: dict[str, Any] | None, incremental: dict[str, Any] | None, knowledge: dict[str, Any] | None) -> None:
+    if packing:
+        p = packing
+        say(f"\n1. Packing ({p['model']}, {p['device']}, {p['steps']} steps of <= {p['step_tokens']} tokens, "
+            f"{p['real_tokens']} real tokens)")
+        say(f"   packed {p['packed_tokens_per_s']} tok/s vs padded {p['padded_tokens_per_s']} tok/s "
+            f"(x{p['speedup']}); padding waste {p['packed_waste_pct']} % packed vs {p['padded_waste_pct']} % padded")
+    if incremental:
+        i = incremental
+        say(f"\n2. Incremental refresh vs full retrain ({i['model']}, {i['units']} units; "
+            f"{i['new_units']} new + {i['replayed_units']} replayed)")
+        say(f"   incremental {i['incremental']['wall_s']} s ({i['incremental']['steps']} steps, "
+            f"{i['incremental']['tokens']} tokens) vs full {i['full']['wall_s']} s ({i['full']['steps']} steps, "
+            f"{i['full']['tokens']} tokens): x{i['speedup']} faster")
+    if knowledge:
+        say(f"\n3. Knowledge on the sample company ({knowledge['model']})")
+        say(f"   {'team':<10}{'version':>8}{'status':>10}{'QA before':>11}{'QA after':>10}{'log-lik':>20}"
+            f"{'probe QA':>16}{'probe NLL':>18}{'forget':>8}{'train s':>9}")
+        for team, runs in knowledge["teams"].items():
+            for key in ("first", "second"):
+                r = runs.get(key)
+                if not r or "metrics" not in r:
+                    if r:
+                        say(f"   {team:<10}{'-':>8}{r['status']:>10}  {r.get('reason')}")
+                    continue
+                m = r["metrics"]
+                say(f"   {team:<10}{r['version']:>8}{r['status']:>10}{m['qa_before']:>11.3f}{m['qa_after']:>10.3f}"
+                    f"{m['qa_logprob_before']:>9.2f} -> {m['qa_logprob_after']:<7.2f}"
+                    f"{m['probe_qa_before']:>7.3f} -> {m['probe_qa_after']:<6.3f}"
+                    f"{m['probe_nll_before']:>8.3f} -> {m['probe_nll_after']:<7.3f}{m['forgetting']:>7.3f}"
+                    f"{r['train']['wall_s']:>9.1f}")
+        say("   leakage (match on the other team's eval set: candidate − base):")
+        for team, runs in knowledge["teams"].items():
+            m = runs["first"].get("metrics")
+            if m:
+                cells = ", ".join(f"{other} {leak['match_delta']:+.3f} (log-lik {leak['logprob_delta']:+.2f})"
+                                  for other, leak in m["leakage"].items())
+                say(f"   {team} adapter → {cells}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CPU-sized: fewer steps, units and teams")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--parts", default="packing,incremental,knowledge")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    hf_logging.disable_progress_bar()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    bf16 = device.type == "cuda"
+    parts = set(args.parts.split(","))
+    say(f"bench_training: model {args.model}, device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    packing = incremental = knowledge = None
+    if "packing" in parts:
+        say("1. packing vs padding ...")
+        packing = bench_packing(args.model, device, bf16, 1024, 4 if args.quick else 20)
+        report(packing, None, None)
+    if "incremental" in parts:
+        say("2. incremental refresh vs full retrain ...")
+        model = "tiny-random" if args.quick and device.type == "cpu" else args.model
+        incremental = bench_incremental(model, str(device), 400 if args.quick else 1000)
+        report(None, incremental, None)
+    if "knowledge" in parts:
+        say("3. knowledge on the sample company ...")
+        teams = ["platform", "support"] if args.quick else ["platform", "support", "research"]
+        second = ["platform"] if args.quick else teams
+        knowledge = bench_knowledge(args.model, teams, second, 2, str(device))
+        report(None, None, knowledge)
+    if args.json:
+        args.json.write_text(json.dumps({"packing": packing, "incremental": incremental, "knowledge": knowledge},
+                                        indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
