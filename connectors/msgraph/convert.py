@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 
 from bs4 import BeautifulSoup, NavigableString, Tag
 
-
 #: Office files are zip archives, and their readers inflate every part they need into memory
 #: (an XML part then grows several times over as a tree). The declared sizes bound what `zipfile`
 #: inflates (it stops there and checks the CRC), so they are checked before any reader opens the
