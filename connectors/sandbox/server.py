@@ -56,7 +56,9 @@ class ThreadedServer:
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
-            self._server.force_exit = True  # do not wait for idle keep-alive connections
+            # Do not wait for idle keep-alive connections; an app with a lifespan gets to run its
+            # shutdown (forcing would cancel it mid-way).
+            self._server.force_exit = self.lifespan == "off"
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._server = self._thread = None
