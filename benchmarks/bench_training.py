@@ -9,7 +9,8 @@ adapters learn on the sample company.
    second of forward + backward + optimizer step.
 2. **Incremental refresh vs full retrain** (wall time): a corpus of N units; the full retrain
    trains all of them, the incremental refresh trains 1 % new units plus the replay sample and
-   anchors, with the service's step policy (MIN_STEPS, MAX_EPOCHS). Training wall time of each.
+   anchors, with the service's step policy (MIN_STEPS, MIN_STEPS_PER_EPOCH, MAX_EPOCHS, the replay
+   floor). Training wall time of each (tiny-random with --quick on CPU).
 3. **Knowledge** on the sample company (`connectors/sandbox/company.py`): for each team, qa
    examples (question → answer) and cpt examples (the statement) from its facts, an eval set of
    the facts' `eval_question`s, and `training.service.refresh_adapter` end to end (SQLite, a
@@ -43,7 +44,16 @@ import torch.nn.functional as F  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from connectors.sandbox.company import FACTS, Fact  # noqa: E402
-from training.data import IGNORE, Seq, Unit, padded_waste_of_batches, plan_epoch, render, replay_count  # noqa: E402
+from training.data import (  # noqa: E402
+    IGNORE,
+    MIN_REPLAY,
+    Seq,
+    Unit,
+    padded_waste_of_batches,
+    plan_epoch,
+    render,
+    replay_count,
+)
 
 
 def say(text: str = "") -> None:
@@ -167,9 +177,10 @@ def bench_incremental(model_name: str, device: str, n_units: int, new_share: flo
     tok = load_tokenizer(model_name)
     units = corpus(tok, n_units)
     n_new = max(1, math.ceil(new_share * n_units))
-    n_replay = replay_count(n_new, 0.15)
+    n_replay = min(n_units - n_new, max(replay_count(n_new, 0.15), MIN_REPLAY))
     common = {"base_model": model_name, "learning_rate": 1e-3, "epochs": 3, "step_tokens": 1024, "seq_len": 512,
-              "min_steps": service.MIN_STEPS, "max_epochs": service.MAX_EPOCHS, "anchor_ratio": service.ANCHOR_RATIO,
+              "min_steps": service.MIN_STEPS, "min_steps_per_epoch": service.MIN_STEPS_PER_EPOCH,
+              "max_epochs": service.MAX_EPOCHS, "anchor_ratio": service.ANCHOR_RATIO,
               "anchor_cache": models_dir() / "anchors", "base_hash": weight_hash(model_name), "checkpoint_every": 0,
               "device": device}
     out: dict[str, Any] = {"model": model_name, "units": n_units, "new_units": n_new, "replayed_units": n_replay}

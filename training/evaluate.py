@@ -9,7 +9,14 @@ Four measurements, each on the base model (adapter disabled) and the candidate:
 * held-out loss: mean per-token NLL on the team's held-out `cpt` examples (recent documents
   never trained on), when the team has enough to hold some out.
 * forgetting probe: `training/probes/general.jsonl`, general-knowledge QA and short texts shipped
-  with Tacit. forgetting = max(relative increase of the probe NLL, relative drop of probe match).
+  with Tacit. forgetting = the larger of
+  - the relative increase of the probe's NLL (its texts, and its questions with their answers,
+    as plain text): a perplexity measure, stable from run to run; and
+  - the significant part of the drop in probe answers: questions the base model answered and
+    the candidate does not (lost) against the reverse (gained), paired, counting only what
+    exceeds two standard errors of the paired difference, 2·sqrt(lost + gained), relative to
+    the base model's right answers. With 40 questions a net loss of 2 or 3 answers is noise;
+    a loss of a quarter of them is not.
 * cross-team leakage: the candidate on every other team's eval set, against the base model.
 
 Gate (`gate()`): promote only when
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +43,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ValidationError
 
+from tacit.config import ConfigError
 from training.data import prompt_ids, render
 from training.recipe import sequence_logprobs
 
@@ -47,8 +56,8 @@ _NUMBERS = {w: str(i) for i, w in enumerate(
     "sixteen seventeen eighteen nineteen twenty".split())}
 
 
-class EvalSetError(ValueError):
-    """An eval set file that cannot be read; the message names the file and line."""
+class EvalSetError(ConfigError):
+    """An eval set file that cannot be read; the message names the file and line (exit 2 in the CLI)."""
 
 
 class QAItem(BaseModel):
@@ -141,6 +150,7 @@ def qa_metrics(model: Any, tokenizer: Any, items: list[QAItem], device: torch.de
         hits = [answer_matches(a, i.answer) for a, i in zip(answers, items, strict=True)]
         result["match"] = round(sum(hits) / len(hits), 5)
         result["answers"] = answers
+        result["hits"] = hits
     return result
 
 
@@ -165,8 +175,11 @@ class EvalSuite:
     other_teams: dict[str, list[QAItem]] = field(default_factory=dict)
 
 
+CACHE_FORMAT = 2
+
+
 def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    return hashlib.sha256(json.dumps([CACHE_FORMAT, *parts], sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 class BaseCache:
@@ -228,15 +241,24 @@ def _delta(after: float | None, before: float | None) -> float | None:
     return None if after is None or before is None else round(after - before, 5)
 
 
-def forgetting(base_nll: float | None, cand_nll: float | None, base_match: float | None,
-               cand_match: float | None) -> float:
-    """max(relative increase of the probe NLL, relative drop of the probe match), at least 0."""
+def forgetting(base_nll: float | None, cand_nll: float | None, base_hits: list[bool] | None = None,
+               cand_hits: list[bool] | None = None) -> float:
+    """max(relative increase of the probe NLL, significant relative loss of probe answers), >= 0."""
     parts = [0.0]
     if base_nll and cand_nll is not None:
         parts.append((cand_nll - base_nll) / base_nll)
-    if base_match and cand_match is not None:
-        parts.append((base_match - cand_match) / base_match)
+    if base_hits and cand_hits and len(base_hits) == len(cand_hits) and any(base_hits):
+        lost = sum(1 for b, c in zip(base_hits, cand_hits, strict=True) if b and not c)
+        gained = sum(1 for b, c in zip(base_hits, cand_hits, strict=True) if c and not b)
+        significant = max(0.0, lost - gained - 2 * math.sqrt(lost + gained))
+        parts.append(significant / sum(base_hits))
     return round(max(parts), 5)
+
+
+def _lost(before: list[bool] | None, after: list[bool] | None) -> int | None:
+    if not before or not after or len(before) != len(after):
+        return None
+    return sum(1 for b, a in zip(before, after, strict=True) if b and not a)
 
 
 def summarise(suite: EvalSuite, b_team: dict[str, Any], a_team: dict[str, Any] | None, c_team: dict[str, Any],
@@ -268,7 +290,9 @@ def summarise(suite: EvalSuite, b_team: dict[str, Any], a_team: dict[str, Any] |
         "probe_qa_after": c_probe_qa["match"],
         "probe_nll_before": b_probe_nll,
         "probe_nll_after": c_probe_nll,
-        "forgetting": forgetting(b_probe_nll, c_probe_nll, b_probe_qa["match"], c_probe_qa["match"]),
+        "probe_answers_lost": _lost(b_probe_qa.get("hits"), c_probe_qa.get("hits")),
+        "probe_answers_gained": _lost(c_probe_qa.get("hits"), b_probe_qa.get("hits")),
+        "forgetting": forgetting(b_probe_nll, c_probe_nll, b_probe_qa.get("hits"), c_probe_qa.get("hits")),
         "leakage": leakage,
     }
 
@@ -295,7 +319,8 @@ def gate(metrics: dict[str, Any], forgetting_bound: float) -> tuple[bool, str]:
     if metrics["forgetting"] > forgetting_bound:
         return False, (f"forgetting {metrics['forgetting']:.3f} exceeds the bound {forgetting_bound:.3f} "
                        f"(probe NLL {metrics['probe_nll_before']} -> {metrics['probe_nll_after']}, "
-                       f"probe match {metrics['probe_qa_before']} -> {metrics['probe_qa_after']})")
+                       f"probe answers {metrics['probe_qa_before']} -> {metrics['probe_qa_after']}: "
+                       f"{metrics.get('probe_answers_lost')} lost, {metrics.get('probe_answers_gained')} gained)")
     for team, leak in (metrics.get("leakage") or {}).items():
         if leak["match_delta"] is not None and leak["match_delta"] > LEAK_TOLERANCE:
             return False, (f"cross-team leakage: the candidate got better at team {team}'s questions "

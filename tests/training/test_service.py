@@ -265,3 +265,14 @@ def test_export_is_a_servable_peft_directory(sctx, tmp_path) -> None:  # type: i
         (bad / "adapter_config.json").write_text(json.dumps({**config, **change}))
         with pytest.raises(registry.ExportError, match=message):
             registry.check_adapter_dir(bad)
+
+
+def test_a_broken_eval_set_is_a_clear_error_and_writes_nothing(make_ctx, sqlite_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from training.evaluate import EvalSetError
+
+    ctx = make_ctx(sqlite_url, body=body(tmp_path))
+    (tmp_path / "platform-eval.jsonl").write_text('{"question": "no answer"}\n')
+    add_qa(ctx, "platform", PLATFORM_QA)
+    with pytest.raises(EvalSetError, match=r"platform-eval.jsonl:1: not a"):
+        service.refresh_adapter(ctx, "platform")
+    assert registry.list_versions(ctx, "platform") == []

@@ -1,0 +1,80 @@
+"""Answer matching, the forgetting measure and the promotion gate, on fixed numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.evaluate import (
+    EvalSetError,
+    answer_matches,
+    forgetting,
+    gate,
+    normalise,
+    read_probe,
+    read_qa_jsonl,
+)
+
+
+def test_answers_match_after_normalisation() -> None:
+    assert normalise("The Atlas catalog!") == "atlas catalog"
+    assert answer_matches("The weekly freeze starts Thursday at 16:00 UTC.", "Thursday at 16:00 UTC")
+    assert answer_matches("A spider has 8 legs.", "eight")
+    assert answer_matches("It is recorded in Atlas catalog", "the Atlas catalog")
+    assert not answer_matches("Skylarking", "Skylark")  # whole words only
+    assert not answer_matches("anything", "")
+
+
+def test_forgetting_counts_perplexity_and_significant_answer_loss() -> None:
+    assert forgetting(4.0, 4.4) == pytest.approx(0.1)
+    assert forgetting(4.0, 3.5) == 0.0
+    base = [True] * 25 + [False] * 15
+    noise = [False] * 3 + [True] * 22 + [True] + [False] * 14  # 3 lost, 1 gained: within noise
+    assert forgetting(4.0, 4.0, base, noise) == 0.0
+    lost = [False] * 15 + [True] * 10 + [False] * 15  # 15 lost, none gained
+    assert forgetting(4.0, 4.0, base, lost) == pytest.approx((15 - 2 * 15 ** 0.5) / 25, abs=1e-5)
+
+
+def metrics(**changes: object) -> dict:  # type: ignore[type-arg]
+    base = {"qa_n": 8, "qa_before": 0.0, "qa_after": 0.375, "qa_active": None, "qa_logprob_before": -4.7,
+            "qa_logprob_after": -1.0, "qa_logprob_active": None, "forgetting": 0.02, "probe_nll_before": 4.0,
+            "probe_nll_after": 4.1, "probe_qa_before": 0.6, "probe_qa_after": 0.6,
+            "leakage": {"support": {"match_before": 0.0, "match_after": 0.0, "match_delta": 0.0, "logprob_delta": 1.2}}}
+    base.update(changes)
+    return base
+
+
+def test_gate() -> None:
+    ok, reason = gate(metrics(), 0.1)
+    assert ok and reason.startswith("team QA 0.000 -> 0.375")
+    assert gate(metrics(qa_after=0.0), 0.1)[0]  # log-likelihood up, match not down: improves
+    ok, reason = gate(metrics(qa_after=0.0, qa_logprob_after=-4.695), 0.1)
+    assert not ok and reason.startswith("team QA did not improve over the base model")
+    ok, reason = gate(metrics(qa_before=0.5, qa_after=0.375), 0.1)
+    assert not ok  # match dropped, even with a better log-likelihood
+    ok, reason = gate(metrics(qa_active=0.5, qa_logprob_active=-0.8), 0.1)
+    assert not ok and reason.startswith("team QA regressed against the active version")
+    ok, reason = gate(metrics(forgetting=0.2), 0.1)
+    assert not ok and reason.startswith("forgetting 0.200 exceeds the bound 0.100")
+    leak = {"support": {"match_before": 0.0, "match_after": 0.25, "match_delta": 0.25, "logprob_delta": 2.0}}
+    ok, reason = gate(metrics(leakage=leak), 0.1)
+    assert not ok and reason == "cross-team leakage: the candidate got better at team support's questions (0.000 -> 0.250)"
+    ok, reason = gate(metrics(qa_n=0, held_out_nll_before=3.0, held_out_nll_after=2.5), 0.1)
+    assert ok and reason.startswith("held-out loss improved")
+    assert gate(metrics(qa_n=0), 0.1) == (False, "no team QA to evaluate: configure eval_set or add qa examples")
+
+
+def test_eval_set_errors_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "eval.jsonl"
+    path.write_text('{"question": "Q?", "answer": "A"}\n\n{"question": "only"}\n')
+    with pytest.raises(EvalSetError, match=r"eval.jsonl:3: not a \{\"question\", \"answer\"\} object"):
+        read_qa_jsonl(path)
+    with pytest.raises(EvalSetError, match="cannot read the eval set"):
+        read_qa_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_the_shipped_probe() -> None:
+    qa, texts = read_probe()
+    assert len(qa) == 40 and len(texts) == 12
+    assert len({q.question for q in qa}) == 40
