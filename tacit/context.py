@@ -7,8 +7,7 @@ functions receive it instead of reading globals, so they are tested without Cele
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from functools import cached_property
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from connectors.http import HttpBudget
 from db import models
-from db.session import migrate, session_factory
+from db.session import migrate, session_scope
 from tacit.config import SourceConfig, TacitConfig, load_config
 from tacit.secrets import SecretBox
 
@@ -47,22 +46,9 @@ class Context:
         return cls(load_config(path), **kwargs)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ database
-    @cached_property
-    def sessionmaker(self):  # type: ignore[no-untyped-def]
-        return session_factory(self.database_url)
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self) -> AbstractContextManager[Session]:
         """A session that commits on success and rolls back on error."""
-        session = self.sessionmaker()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        return session_scope(self.database_url)
 
     def ensure_database(self) -> None:
         """Migrate to the newest schema and mirror the configured teams and sources."""
