@@ -180,6 +180,7 @@ def bench_incremental(model_name: str, device: str, n_units: int, new_share: flo
     n_replay = min(n_units - n_new, max(replay_count(n_new, 0.15), MIN_REPLAY))
     common = {"base_model": model_name, "learning_rate": 1e-3, "epochs": 3, "step_tokens": 1024, "seq_len": 512,
               "min_steps": service.MIN_STEPS, "min_steps_per_epoch": service.MIN_STEPS_PER_EPOCH,
+              "min_step_tokens": service.MIN_STEP_TOKENS,
               "max_epochs": service.MAX_EPOCHS, "anchor_ratio": service.ANCHOR_RATIO,
               "anchor_cache": models_dir() / "anchors", "base_hash": weight_hash(model_name), "checkpoint_every": 0,
               "device": device}

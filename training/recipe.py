@@ -61,7 +61,8 @@ class RecipeConfig(BaseModel):
     grad_clip: float = 1.0
     epochs: int = 3
     min_steps: int = 0  # more epochs (up to max_epochs) until the run has this many steps
-    min_steps_per_epoch: int = 0  # small data: smaller steps (down to one unit) for more updates
+    min_steps_per_epoch: int = 0  # small data: smaller steps (down to min_step_tokens) for more updates
+    min_step_tokens: int = 256
     max_epochs: int = 30
     max_steps: int | None = None
     step_tokens: int = 1024  # tokens of one optimizer step (one packed row)
@@ -85,7 +86,8 @@ class RecipeConfig(BaseModel):
     def resume_key(self) -> dict[str, Any]:
         """Settings a checkpoint must agree with to be resumed."""
         keys = ("base_model", "rank", "alpha", "dropout", "learning_rate", "min_lr_ratio", "warmup_ratio",
-                "weight_decay", "grad_clip", "epochs", "min_steps", "min_steps_per_epoch", "max_epochs", "max_steps", "step_tokens",
+                "weight_decay", "grad_clip", "epochs", "min_steps", "min_steps_per_epoch", "min_step_tokens",
+                "max_epochs", "max_steps", "step_tokens",
                 "seq_len", "seed", "dpo_beta", "anchor_ratio", "anchor_weight", "base_hash")
         data = self.model_dump(include=set(keys))
         data["parent_adapter"] = str(self.parent_adapter) if self.parent_adapter else None
@@ -233,7 +235,8 @@ class LoRARecipe:
         self.step_tokens = cfg.step_tokens
         if cfg.min_steps_per_epoch and epoch_tokens < cfg.step_tokens * cfg.min_steps_per_epoch:
             longest = max(u.tokens for u in self.units)
-            self.step_tokens = max(longest, math.ceil(epoch_tokens / cfg.min_steps_per_epoch))
+            self.step_tokens = max(longest, cfg.min_step_tokens, math.ceil(epoch_tokens / cfg.min_steps_per_epoch))
+            self.step_tokens = min(self.step_tokens, cfg.step_tokens)
         self.micro_tokens = cfg.micro_tokens or self.step_tokens
         self.plan = []
         epoch = 0

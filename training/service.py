@@ -35,15 +35,19 @@ from training.policy import decide, team_lock
 from training.recipe import LoRARecipe, RecipeConfig, resolve_device
 from training.registry import _activate, active_version, next_version, version_dir
 
-#: A refresh takes at least this many optimizer steps (more epochs over small data, up to
-#: MAX_EPOCHS), and small data is cut into at least MIN_STEPS_PER_EPOCH steps an epoch: a handful
-#: of new facts needs repeated updates to be remembered. Measured on the sample company with
-#: SmolLM2-135M (benchmarks/bench_training.py): ~40 updates at lr 1e-3 make most facts stick.
+#: A refresh takes at least MIN_STEPS optimizer steps (more epochs over small data, up to
+#: MAX_EPOCHS), and small data is cut into at least MIN_STEPS_PER_EPOCH steps an epoch (each of at
+#: least MIN_STEP_TOKENS): a handful of new facts needs repeated updates to be remembered, and
+#: every extra epoch over them costs general knowledge. On the sample company with SmolLM2-135M
+#: at lr 1e-3 (benchmarks/bench_training.py --quick): ~3 epochs left the team QA at 0-1 of 8,
+#: ~6 epochs reached 5 of 8 but raised the forgetting probe's NLL by 13 %; ~4 epochs (these
+#: values) gave 3 of 8 with forgetting 0.00-0.08.
 MIN_STEPS = 40
-MIN_STEPS_PER_EPOCH = 16
+MIN_STEPS_PER_EPOCH = 10
+MIN_STEP_TOKENS = 256
 MAX_EPOCHS = 30
-#: Anchor replay units (general prompts with the base model's own answers) per team unit: at 0.5
-#: the forgetting probe lost 30-40 % of its answers on the sample company, at 2.0 under 10 %.
+#: Anchor replay units (general prompts with the base model's own answers) per team unit. In the
+#: same setting the probe's NLL rose ~20 % with 0.5 anchors per unit, ~15 % with 1.0, 0-8 % with 2.0.
 ANCHOR_RATIO = 2.0
 CHECKPOINT_EVERY = 10  # steps between resume checkpoints
 MAX_EVAL_ITEMS = 64
@@ -232,7 +236,8 @@ def _refresh(ctx: Any, team_cfg: TeamConfig, force: bool, progress: _Progress, l
             base_model=team_cfg.base_model, data_dir=ctx.data_dir, output_dir=out_dir, parent_adapter=parent_path,
             rank=tcfg.rank, alpha=alpha, learning_rate=tcfg.learning_rate, epochs=tcfg.epochs,
             max_steps=tcfg.max_steps, step_tokens=tcfg.micro_batch_tokens, seq_len=tcfg.seq_len, seed=tcfg.seed,
-            min_steps=MIN_STEPS, min_steps_per_epoch=MIN_STEPS_PER_EPOCH, max_epochs=MAX_EPOCHS,
+            min_steps=MIN_STEPS, min_steps_per_epoch=MIN_STEPS_PER_EPOCH, min_step_tokens=MIN_STEP_TOKENS,
+            max_epochs=MAX_EPOCHS,
             anchor_ratio=ANCHOR_RATIO, base_hash=base_hash,
             anchor_cache=base_models.models_dir(ctx.data_dir) / "anchors", checkpoint_every=CHECKPOINT_EVERY)
         train = _train(recipe_cfg, units, tokenizer, progress, lock)
