@@ -56,6 +56,7 @@ class Seq:
     role: str = "sft"  # sft | anchor | chosen | rejected
     example_id: int | None = None
     ref_logp: float | None = None  # DPO: the base model's log-probability of the trained tokens
+    ref_topk: Any = None  # anchors: the base model's top-k next-token ids and probabilities
 
     def __len__(self) -> int:
         return len(self.input_ids)

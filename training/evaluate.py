@@ -22,8 +22,9 @@ Four measurements, each on the base model (adapter disabled) and the candidate:
 Gate (`gate()`): promote only when
 1. team QA improves over the base model: match rises, or the answer log-likelihood rises by at
    least `LL_MARGIN` nats/token while match does not drop; and
-2. it does not regress against the active version: match not lower and log-likelihood not lower
-   by more than `LL_MARGIN`; and
+2. it does not regress against the active version: the log-likelihood not lower by more than
+   `LL_MARGIN`, and match lower by at most one answer (or 10 % of the set, if more): on a
+   small eval set one answer flips from run to run; and
 3. forgetting <= `TrainingConfig.forgetting_bound`; and
 4. no other team's match rises by more than `LEAK_TOLERANCE` (knowledge of team A must not make
    the model better at team B's questions).
@@ -313,9 +314,11 @@ def gate(metrics: dict[str, Any], forgetting_bound: float) -> tuple[bool, str]:
         if not improved:
             return False, (f"team QA did not improve over the base model: match {before:.3f} -> {after:.3f}, "
                            f"answer log-likelihood {ll_before:.3f} -> {ll_after:.3f}")
-        if active is not None and (after < active or ll_after < ll_active - LL_MARGIN):
-            return False, (f"team QA regressed against the active version: match {active:.3f} -> {after:.3f}, "
-                           f"answer log-likelihood {ll_active:.3f} -> {ll_after:.3f}")
+        if active is not None:
+            allowed = max(1.0, 0.1 * metrics["qa_n"]) / metrics["qa_n"]
+            if after < active - allowed - 1e-9 or ll_after < ll_active - LL_MARGIN:
+                return False, (f"team QA regressed against the active version: match {active:.3f} -> {after:.3f}, "
+                               f"answer log-likelihood {ll_active:.3f} -> {ll_after:.3f}")
     if metrics["forgetting"] > forgetting_bound:
         return False, (f"forgetting {metrics['forgetting']:.3f} exceeds the bound {forgetting_bound:.3f} "
                        f"(probe NLL {metrics['probe_nll_before']} -> {metrics['probe_nll_after']}, "

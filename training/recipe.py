@@ -72,6 +72,7 @@ class RecipeConfig(BaseModel):
     dpo_beta: float = 0.1
     anchor_ratio: float = 0.0  # anchor replay units per training unit (see training.anchors)
     anchor_weight: float = 1.0  # the anchor term's weight beside the team term (each token-mean)
+    anchor_topk: int = 32  # anchors match the base model's top-k next-token distribution (0: its greedy tokens)
     anchor_cache: Path | None = None
     base_hash: str = ""
     checkpoint_every: int = 25  # steps; 0 = never
@@ -88,7 +89,7 @@ class RecipeConfig(BaseModel):
         keys = ("base_model", "rank", "alpha", "dropout", "learning_rate", "min_lr_ratio", "warmup_ratio",
                 "weight_decay", "grad_clip", "epochs", "min_steps", "min_steps_per_epoch", "min_step_tokens",
                 "max_epochs", "max_steps", "step_tokens",
-                "seq_len", "seed", "dpo_beta", "anchor_ratio", "anchor_weight", "base_hash")
+                "seq_len", "seed", "dpo_beta", "anchor_ratio", "anchor_weight", "anchor_topk", "base_hash")
         data = self.model_dump(include=set(keys))
         data["parent_adapter"] = str(self.parent_adapter) if self.parent_adapter else None
         return data
@@ -124,6 +125,17 @@ def assert_only_lora_trainable(model: Any, adapter_name: str = "default") -> int
     return sum(p.numel() for n, p in model.named_parameters() if n in lora)
 
 
+def _forward(model: Any, batch: Batch, device: torch.device, bf16: bool = False
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(float logits, target ids, sequence index, positions) at the labelled positions of a packed row."""
+    t = batch.tensors(device)
+    labels = t["labels"][0]
+    keep = (labels != IGNORE).nonzero().squeeze(-1)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(input_ids=t["input_ids"], position_ids=t["position_ids"], use_cache=False, logits_to_keep=keep)
+    return out.logits[0].float(), labels[keep], t["seq_index"][keep], keep
+
+
 def forward_logprobs(model: Any, batch: Batch, device: torch.device, bf16: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-probabilities of the labelled tokens of a packed row.
@@ -132,14 +144,9 @@ def forward_logprobs(model: Any, batch: Batch, device: torch.device, bf16: bool 
     Logits are only computed at labelled positions (`logits_to_keep`), which skips the vocabulary
     projection for prompt tokens.
     """
-    t = batch.tensors(device)
-    labels = t["labels"][0]
-    keep = (labels != IGNORE).nonzero().squeeze(-1)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(input_ids=t["input_ids"], position_ids=t["position_ids"], use_cache=False, logits_to_keep=keep)
-    logits = out.logits[0].float()
-    logp = -F.cross_entropy(logits, labels[keep], reduction="none")
-    return logp, t["seq_index"][keep], keep
+    logits, targets, index, keep = _forward(model, batch, device, bf16)
+    logp = -F.cross_entropy(logits, targets, reduction="none")
+    return logp, index, keep
 
 
 def sequence_logprobs(model: Any, seqs: Sequence[Seq], device: torch.device, micro_tokens: int = 2048,
@@ -230,6 +237,7 @@ class LoRARecipe:
             rows = anchor_answers(self.model, tokenizer, self.device, cfg.base_hash or cfg.base_model, cfg.anchor_cache)
             self.units += anchor_units(rows, tokenizer, cfg.seq_len, round(cfg.anchor_ratio * len(units)), cfg.seed)
         self._reference_logprobs()
+        self._anchor_targets()
 
         epoch_tokens = sum(u.tokens for u in self.units)
         self.step_tokens = cfg.step_tokens
@@ -271,6 +279,24 @@ class LoRARecipe:
             scores = sequence_logprobs(self.model, pairs, self.device, self.micro_tokens, self.bf16)
         for seq, (logp, _) in zip(pairs, scores, strict=True):
             seq.ref_logp = logp
+        self.model.train()
+
+    def _anchor_targets(self) -> None:
+        """Anchors are distilled: at each answer position the adapter matches the base model's
+        next-token distribution (its top-k, renormalised), not only its greedy token, which ties
+        the adapter to the base model far more closely outside the team's domain."""
+        anchors = [s for u in self.units for s in u.seqs if s.role == "anchor"]
+        if not anchors or self.cfg.anchor_topk <= 0:
+            return
+        self.model.eval()
+        with torch.no_grad(), self.model.disable_adapter():
+            for group in split_micro(anchors, self.micro_tokens):
+                logits, _, index, _ = _forward(self.model, pack(group), self.device, self.bf16)
+                probs, ids = torch.softmax(logits, dim=-1).topk(self.cfg.anchor_topk, dim=-1)
+                probs = probs / probs.sum(-1, keepdim=True)
+                for i, seq in enumerate(group):
+                    mine = index == i
+                    seq.ref_topk = (ids[mine].cpu(), probs[mine].cpu())
         self.model.train()
 
     # ------------------------------------------------------------------ checkpoints
@@ -325,29 +351,44 @@ class LoRARecipe:
     def _step_loss(self, seqs: list[Seq]) -> float:
         """Forward and backward of one optimizer step, micro-batch by micro-batch; returns its loss.
 
-        loss = token-mean NLL of the team's sequences + anchor_weight × token-mean NLL of the
-        anchor sequences + mean DPO loss of the pairs, each normalised by the step's totals. The
-        anchor term has its own mean so that long general answers do not drown the short
-        answers that carry the team's facts.
+        loss = token-mean NLL of the team's sequences + anchor_weight × token-mean cross entropy
+        of the anchor positions against the base model's top-k distribution + mean DPO loss of
+        the pairs, each normalised by the step's totals. The anchor term has its own mean so
+        that long general answers do not drown the short answers that carry the team's facts.
         """
         n_sft = sum(s.targets for s in seqs if s.role == "sft")
         n_anchor = sum(s.targets for s in seqs if s.role == "anchor")
         n_pairs = sum(1 for s in seqs if s.role == "chosen")
         total = 0.0
         for group in split_micro(seqs, self.micro_tokens):
-            batch = pack(group)
-            logp, index, _ = forward_logprobs(self.model, batch, self.device, self.bf16)
+            logits, targets, index, _ = _forward(self.model, pack(group), self.device, self.bf16)
+            logp = -F.cross_entropy(logits, targets, reduction="none")
             loss = logp.new_zeros(())
             roles = [s.role for s in group]
-            for role, count, weight in (("sft", n_sft, 1.0), ("anchor", n_anchor, self.cfg.anchor_weight)):
-                if count:
-                    mask = torch.tensor([r == role for r in roles], device=logp.device)[index]
-                    loss = loss - weight * (logp * mask).sum() / count
+            if n_sft:
+                mask = torch.tensor([r == "sft" for r in roles], device=logp.device)[index]
+                loss = loss - (logp * mask).sum() / n_sft
+            if n_anchor:
+                loss = loss + self.cfg.anchor_weight * self._anchor_loss(group, logits, logp, index) / n_anchor
             if n_pairs:
                 loss = loss + self._dpo(group, logp, index) / n_pairs
             loss.backward()
             total += float(loss.detach())
         return total
+
+    def _anchor_loss(self, group: list[Seq], logits: torch.Tensor, logp: torch.Tensor,
+                     index: torch.Tensor) -> torch.Tensor:
+        """Summed over anchor positions: cross entropy against the base model's top-k distribution
+        (or, without it, the NLL of the base model's greedy tokens)."""
+        is_anchor = torch.tensor([s.role == "anchor" for s in group], device=logp.device)[index]
+        if not bool(is_anchor.any()):
+            return logp.new_zeros(())
+        if self.cfg.anchor_topk <= 0:
+            return -(logp * is_anchor).sum()
+        ids = torch.cat([s.ref_topk[0] for s in group if s.role == "anchor"]).to(logits.device)
+        probs = torch.cat([s.ref_topk[1] for s in group if s.role == "anchor"]).to(logits.device)
+        own = torch.log_softmax(logits[is_anchor], dim=-1).gather(-1, ids)
+        return -(probs * own).sum()
 
     def _dpo(self, group: list[Seq], logp: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         sums = logp.new_zeros(len(group)).index_add(0, index, logp)

@@ -54,7 +54,10 @@ def test_gate() -> None:
     ok, reason = gate(metrics(qa_before=0.5, qa_after=0.375), 0.1)
     assert not ok  # match dropped, even with a better log-likelihood
     ok, reason = gate(metrics(qa_active=0.5, qa_logprob_active=-0.8), 0.1)
-    assert not ok and reason.startswith("team QA regressed against the active version")
+    assert not ok and reason.startswith("team QA regressed against the active version")  # log-likelihood fell
+    assert gate(metrics(qa_active=0.5, qa_logprob_active=-1.0), 0.1)[0]  # one answer of 8 less: noise
+    ok, reason = gate(metrics(qa_active=0.625, qa_logprob_active=-1.0), 0.1)
+    assert not ok and reason.startswith("team QA regressed against the active version: match 0.625 -> 0.375")
     ok, reason = gate(metrics(forgetting=0.2), 0.1)
     assert not ok and reason.startswith("forgetting 0.200 exceeds the bound 0.100")
     leak = {"support": {"match_before": 0.0, "match_after": 0.25, "match_delta": 0.25, "logprob_delta": 2.0}}

@@ -205,3 +205,27 @@ def test_out_of_memory_halves_the_micro_batch_with_the_same_result(tok, tmp_path
     handle.remove()
     assert tight.micro_tokens <= 90
     assert tight.losses == pytest.approx(plain.losses, abs=1e-5)
+
+
+def test_anchor_loss_is_the_cross_entropy_to_the_base_models_top_k(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from training.anchors import anchor_units
+
+    rows = [{"prompt": "What is a map?", "answer": "A map is a drawing of a place."},
+            {"prompt": "Name three vegetables.", "answer": "Carrots, peas and leeks."}]
+    units = anchor_units(rows, tok, 512, 2, seed=0)
+    assert [s.role for u in units for s in u.seqs] == ["anchor", "anchor"]
+    recipe = LoRARecipe(config(tmp_path, max_steps=1, step_tokens=4096, anchor_topk=8))
+    recipe.setup(units)
+    recipe.train()
+    base = load_model(TINY)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for unit in units:
+            seq = unit.seqs[0]
+            logits = base(input_ids=torch.tensor([seq.input_ids]), use_cache=False).logits[0].double()
+            at = torch.tensor([i for i, label in enumerate(seq.labels) if label != IGNORE])
+            probs, ids = torch.softmax(logits[at], -1).topk(8, -1)
+            probs = probs / probs.sum(-1, keepdim=True)
+            total += float(-(probs * torch.log_softmax(logits[at], -1).gather(-1, ids)).sum())
+            count += len(at)
+    assert recipe.losses[0] == pytest.approx(total / count, abs=1e-4)
