@@ -29,6 +29,10 @@ from typing import Any
 from ingestion.chunking import Chunk
 
 PARAPHRASES = 4  # wordings of each structured fact
+#: Wordings of a document's structured facts in all: a long table gets fewer wordings per row
+#: (down to one), so that a 500-row sheet does not outweigh the rest of a team's knowledge in
+#: every refresh; a page of a dozen facts still gets all PARAPHRASES of each.
+WORDINGS_PER_DOCUMENT = 64
 MAX_FACTS_PER_DOCUMENT = 400
 MAX_ANSWER_CHARS = 4000
 
@@ -281,6 +285,7 @@ def structure_qa(title: str, text: str, chunks: Sequence[Chunk], properties: Any
     facts += table
     out: list[Draft] = []
     seen: set[tuple[str, str]] = set()
+    kept: list[Fact] = []
     for fact in facts[:MAX_FACTS_PER_DOCUMENT]:
         if _PLACEHOLDERS.search(fact.value):  # a scrubbed secret or address is no fact to learn
             continue
@@ -288,10 +293,13 @@ def structure_qa(title: str, text: str, chunks: Sequence[Chunk], properties: Any
         if key in seen:  # the same attribute stated twice: ask about the first only
             continue
         seen.add(key)
+        kept.append(fact)
+    wordings = max(1, min(PARAPHRASES, WORDINGS_PER_DOCUMENT // max(1, len(kept))))
+    for fact in kept:
         chunk = _chunk_at(fact.offset, chunks)
         if skip and chunk in skip:
             continue
-        out.extend(fact_qa(fact, chunk))
+        out.extend(fact_qa(fact, chunk, wordings))
     for subject, pairs, offset in rows[:MAX_FACTS_PER_DOCUMENT]:
         chunk = _chunk_at(offset, chunks)
         if skip and chunk in skip:

@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 CONFIG_ENV = "TACIT_CONFIG"
 DEFAULT_NAME = "tacit.toml"
@@ -72,6 +80,7 @@ class TrainingConfig(_Strict):
     replay_ratio: float = Field(0.15, ge=0.0, le=0.9)
     min_new_tokens: int = Field(2000, ge=0)
     forgetting_bound: float = Field(0.10, ge=0.0)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the CPU/GPU has it natively
     seed: int = 0
     teacher: str = "none"  # none | self | an OpenAI-compatible base URL
     teacher_model: str | None = None

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from training.data import Unit, prompt_ids, render
+from training.data import Seq, Unit, prompt_ids, render
 
 ANCHOR_PROMPTS = Path(__file__).parent / "probes" / "anchor_prompts.jsonl"
 ANCHOR_MAX_NEW_TOKENS = 80
@@ -89,17 +89,26 @@ def anchor_answers(model: Any, tokenizer: Any, device: torch.device, weight_hash
     return rows
 
 
-def anchor_units(rows: list[dict[str, str]], tokenizer: Any, seq_len: int, count: int, seed: int) -> list[Unit]:
-    """`count` anchors sampled by seed (with repetition when more are asked for than exist)."""
-    if not rows or count <= 0:
+def anchor_units(rows: list[dict[str, str]], tokenizer: Any, seq_len: int, tokens: int, seed: int) -> list[Unit]:
+    """Anchors of about `tokens` tokens in all: the rows in a seeded order, cycled when more are
+    asked for than exist. A repeated row is the same `Seq` object, so its base-model targets
+    are computed once."""
+    if not rows or tokens <= 0:
         return []
-    rng = random.Random(f"anchors:{seed}")
-    chosen = [rows[i % len(rows)] for i in range(count)] if count > len(rows) else rng.sample(rows, count)
-    units: list[Unit] = []
-    for row in chosen:
+    order = list(rows)
+    random.Random(f"anchors:{seed}").shuffle(order)
+    rendered: list[list[Seq]] = []
+    for row in order:
         for unit in render("qa", {"question": row["prompt"], "answer": row["answer"]}, tokenizer, seq_len):
-            unit.kind = "anchor"
             for seq in unit.seqs:
                 seq.role = "anchor"
-            units.append(unit)
+            rendered.append(unit.seqs)
+    if not rendered:
+        return []
+    units: list[Unit] = []
+    total = 0
+    while total < tokens:
+        seqs = rendered[len(units) % len(rendered)]
+        units.append(Unit(seqs=seqs, kind="anchor"))
+        total += sum(len(s) for s in seqs)
     return units

@@ -12,6 +12,7 @@ refresh of the team, on the same data.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from training.evaluate import (
     read_qa_jsonl,
 )
 from training.policy import decide, team_lock
-from training.recipe import LoRARecipe, RecipeConfig, resolve_device
+from training.recipe import LoRARecipe, RecipeConfig, bf16_default, resolve_device
 from training.registry import _activate, active_version, next_version, version_dir
 
 #: A refresh takes at least MIN_STEPS optimizer steps (more epochs over small data, up to
@@ -48,19 +49,21 @@ MIN_STEP_TOKENS = 256
 MAX_EPOCHS = 30
 #: Anchor replay units (general prompts with the base model's own answers) per team unit. In the
 #: same setting the probe's NLL rose ~20 % with 0.5 anchors per unit, ~15 % with 1.0, 0-8 % with 2.0.
-ANCHOR_RATIO = 2.0
+ANCHOR_RATIO = 0.5
 CHECKPOINT_EVERY = 10  # steps between resume checkpoints
 MAX_EVAL_ITEMS = 64
 MAX_OTHER_TEAM_ITEMS = 32
 
 
 class _Progress:
-    """Rich progress on the given console (stderr), or nothing."""
+    """Progress of a run on the given console (stderr): a live bar on a terminal, a plain line
+    every tenth of the steps otherwise (logs, CI, `tacit demo > log`); or nothing."""
 
     def __init__(self, console: Any) -> None:
         self.console = console
         self.bar: Any = None
         self.task: Any = None
+        self.plain: dict[str, Any] | None = None
 
     def note(self, message: str) -> None:
         if self.console is not None:
@@ -68,6 +71,9 @@ class _Progress:
 
     def start(self, description: str, total: int) -> None:
         if self.console is None:
+            return
+        if not self.console.is_terminal:
+            self.plain = {"description": description, "total": total, "next": 0, "started": time.monotonic()}
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -79,11 +85,20 @@ class _Progress:
     def update(self, completed: int, info: str) -> None:
         if self.bar is not None:
             self.bar.update(self.task, completed=completed, info=info)
+        elif self.plain is not None and completed >= self.plain["next"]:
+            p = self.plain
+            elapsed = time.monotonic() - p["started"]
+            self.console.print(f"{p['description']}: step {completed}/{p['total']}, {info}, {elapsed:.0f} s",
+                               highlight=False)
+            p["next"] = completed + max(1, p["total"] // 10)
+            if completed < p["total"]:
+                p["next"] = min(p["next"], p["total"])
 
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+        self.plain = None
 
 
 # ---------------------------------------------------------------------------- eval sets
@@ -239,6 +254,7 @@ def _refresh(ctx: Any, team_cfg: TeamConfig, force: bool, progress: _Progress, l
             min_steps=MIN_STEPS, min_steps_per_epoch=MIN_STEPS_PER_EPOCH, min_step_tokens=MIN_STEP_TOKENS,
             max_epochs=MAX_EPOCHS,
             anchor_ratio=ANCHOR_RATIO, base_hash=base_hash,
+            bf16=bf16_default(tcfg.precision, resolve_device("auto")),
             anchor_cache=base_models.models_dir(ctx.data_dir) / "anchors", checkpoint_every=CHECKPOINT_EVERY)
         train = _train(recipe_cfg, units, tokenizer, progress, lock)
         with ctx.session() as session:

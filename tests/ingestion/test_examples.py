@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -94,6 +95,19 @@ def test_a_notion_row_rendered_as_property_lines_gives_facts_about_the_row() -> 
     qa = [(d.payload["question"], d.payload["answer"]) for d in structure_qa("Refund of order 1182", text, chunks)]
     assert any("approver of Refund of order 1182" in q and "Dana Whitfield" in a for q, a in qa)
     assert sum("amount" in q for q, _ in qa) == 4
+
+
+def test_a_long_table_gets_fewer_wordings_per_row_than_a_short_page() -> None:
+    from ingestion.examples import PARAPHRASES, WORDINGS_PER_DOCUMENT
+
+    rows = "\n".join(f"| run-{i} | {i * 3} h |" for i in range(200))
+    text = f"# Runs\n\n| Run | Hours |\n| --- | --- |\n{rows}\n"
+    chunks = chunk_markdown(text, tokenizer=load_tokenizer("tiny-random"), max_tokens=256)
+    qa = [d.payload["question"] for d in structure_qa("Runs", text, chunks)]
+    hours = [q for q in qa if "hours" in q.lower()]
+    assert len(hours) == 200  # every row is still asked about, in one wording
+    assert sum(bool(re.search(r"\brun-7\b", q)) for q in hours) == 1
+    assert len(hours) < PARAPHRASES * 200 and WORDINGS_PER_DOCUMENT < 200
 
 
 def test_data_source_row_properties_become_facts() -> None:

@@ -212,8 +212,12 @@ def test_anchor_loss_is_the_cross_entropy_to_the_base_models_top_k(tok, tmp_path
 
     rows = [{"prompt": "What is a map?", "answer": "A map is a drawing of a place."},
             {"prompt": "Name three vegetables.", "answer": "Carrots, peas and leeks."}]
-    units = anchor_units(rows, tok, 512, 2, seed=0)
+    first = anchor_units(rows, tok, 512, 1, seed=0)  # anchors are asked for by tokens
+    assert len(first) == 1
+    units = anchor_units(rows, tok, 512, first[0].tokens + 1, seed=0)
     assert [s.role for u in units for s in u.seqs] == ["anchor", "anchor"]
+    again = anchor_units(rows, tok, 512, 3 * sum(u.tokens for u in units), seed=0)
+    assert len(again) == 6 and again[2].seqs[0] is again[0].seqs[0]  # cycled: the same sequences
     recipe = LoRARecipe(config(tmp_path, max_steps=1, step_tokens=4096, anchor_topk=8))
     recipe.setup(units)
     recipe.train()
