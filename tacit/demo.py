@@ -301,20 +301,42 @@ def _push_all(ctx: Any, state: dict[str, Any], console: Console) -> dict[str, An
 
 
 def _process_all(ctx: Any, console: Console) -> dict[str, Any]:
+    """Process every team; a shared source's records are processed for every team they feed in
+    the first call that meets them, so each team's counts are summed over all calls."""
     from ingestion.pipeline import process_team
     from tacit.cli import progress_bar
 
-    results = {}
+    totals: dict[str, dict[str, int]] = {team.name: {} for team in TEAMS}
+
+    def add(name: str, counts: dict[str, Any]) -> None:
+        into = totals.setdefault(name, {})
+        for key, value in counts.items():
+            if isinstance(value, int) and not isinstance(value, bool) and key != "skipped_unchanged":
+                into[key] = into.get(key, 0) + value
+
     for team in TEAMS:
         with progress_bar(f"processing {team.name}") as update:
-            results[team.name] = process_team(ctx, team.name, progress=lambda u=update, **kw: u(**kw))
-        r = results[team.name]
-        console.print(f"  {team.name}: " + ", ".join(f"{k} {v}" for k, v in r.items()
-                                                     if k != "team" and not isinstance(v, dict)))
-    return results
+            result = process_team(ctx, team.name, progress=lambda u=update, **kw: u(**kw))
+        for other, counts in (result.pop("other_teams", None) or {}).items():
+            add(other, counts)
+        add(team.name, result)
+    for team in TEAMS:
+        r = totals[team.name]
+        console.print(f"  {team.name}: {r.get('documents_processed', 0)} documents and "
+                      f"{r.get('interactions_processed', 0)} conversations processed, "
+                      f"{r.get('chunks_written', 0)} chunks and {r.get('examples_written', 0)} examples written, "
+                      f"{r.get('examples_retired', 0)} examples retired")
+    gone = {k: sum(t.get(k, 0) for t in totals.values())
+            for k in ("documents_deleted", "interactions_deleted", "adapters_flagged")}
+    if gone["documents_deleted"] or gone["interactions_deleted"]:
+        console.print(f"  deleted at the source: {gone['documents_deleted']} documents and "
+                      f"{gone['interactions_deleted']} conversations taken back with their chunks and examples; "
+                      f"{gone['adapters_flagged']} adapters that learned them flagged for a clean retrain")
+    return totals
 
 
 def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
+    from training.evaluate import answer_matches
     from training.registry import show_version
     from training.service import refresh_adapter
 
@@ -323,26 +345,42 @@ def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
     forgotten: list[str] = []
     for team in TEAMS:
         console.print(f"[bold]training {team.name}[/bold]")
+        before = _active_or_none(ctx, team.name)
         result = refresh_adapter(ctx, team.name, force=summary["run"] == 1, console=console)
-        shown = show_version(ctx, team.name, None) if result.get("status") != "failed" else {}
-        candidate = result.get("metrics") or shown.get("metrics") or {}
+        active = _active_or_none(ctx, team.name) or {}
+        # The figures of the version trained now (promoted or not); when nothing was trained
+        # (no change for this team), those of the active version.
+        trained = show_version(ctx, team.name, result["version"]) if result.get("version") else active
+        metrics = trained.get("metrics") or {}
+        run = (trained.get("train_config") or {}).get("run") or {}
+        counts = result.get("examples") or {}
         teams[team.name] = {
             "status": result.get("status"), "reason": result.get("reason"),
-            "adapter_version": shown.get("version"), "trained_version": result.get("version"),
-            "clean_retrain": result.get("clean_retrain"), "examples": result.get("examples"),
-            "trained_tokens": result.get("trained_tokens"), "loss_curve": result.get("loss_curve") or [],
-            "qa_before": candidate.get("qa_before"), "qa_after": candidate.get("qa_after"),
-            "qa_loglik_before": candidate.get("qa_logprob_before"),
-            "qa_loglik_after": candidate.get("qa_logprob_after"),
-            "forgetting_before": candidate.get("probe_nll_before"),
-            "forgetting_after": candidate.get("probe_nll_after"), "forgetting": candidate.get("forgetting"),
-            "leakage": candidate.get("leakage") or {},
+            "adapter_version": active.get("version"), "trained_version": result.get("version"),
+            "clean_retrain": result.get("clean_retrain"),
+            "examples": (counts.get("new", 0) + counts.get("replayed", 0)) if counts else None,
+            "examples_new": counts.get("new"), "examples_replayed": counts.get("replayed"),
+            "trained_tokens": trained.get("trained_tokens") if result.get("version") else None,
+            "loss_curve": run.get("loss_curve") or [],
+            "qa_before": metrics.get("qa_before"), "qa_after": metrics.get("qa_after"),
+            "qa_loglik_before": metrics.get("qa_logprob_before"),
+            "qa_loglik_after": metrics.get("qa_logprob_after"),
+            "forgetting_before": metrics.get("probe_nll_before"),
+            "forgetting_after": metrics.get("probe_nll_after"), "forgetting": metrics.get("forgetting"),
+            "leakage": metrics.get("leakage") or {},
         }
         samples[team.name] = [{"question": a["question"], "expected": a["expected"], "base": a["base"],
-                               "adapter": a["candidate"]} for a in (candidate.get("qa_answers") or [])[:4]]
-        if result.get("clean_retrain") and shown.get("excluded_deleted"):
-            forgotten.append(f"{team.name}: adapter v{shown.get('version')} was retrained from scratch without "
-                             f"{len(shown['excluded_deleted'])} deleted documents")
+                               "adapter": a["candidate"], "base_right": answer_matches(a["base"], a["expected"]),
+                               "adapter_right": answer_matches(a["candidate"], a["expected"])}
+                              for a in (metrics.get("qa_answers") or [])]
+        excluded = (trained.get("deleted_documents") or {}).get("excluded") or []
+        learned = {d["document_id"] for d in ((before or {}).get("deleted_documents") or {}).get("flagged") or []}
+        gone = [d for d in excluded if d["document_id"] in learned]
+        if result.get("clean_retrain") and gone:
+            titles = ", ".join(f"'{d['title']}'" for d in gone)
+            forgotten.append(f"{team.name}: v{before['version']} had learned {titles}, deleted at the source since; "
+                             f"v{result['version']} was retrained from scratch and its lineage holds no example "
+                             f"of it ({result['status']})")
     names = [t.name for t in TEAMS]
     matrix = []
     for a in names:
@@ -358,6 +396,15 @@ def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
     summary["leakage"] = {"teams": names, "matrix": matrix}
     summary["samples"] = samples
     summary["forgotten"] = forgotten
+
+
+def _active_or_none(ctx: Any, team: str) -> dict[str, Any] | None:
+    from training.registry import show_version
+
+    try:
+        return show_version(ctx, team, None)
+    except LookupError:
+        return None
 
 
 def _print_summary(summary: dict[str, Any], out: Console) -> None:

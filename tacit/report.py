@@ -92,6 +92,13 @@ def plot_leakage(leakage: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def _trained_on(team: dict[str, Any]) -> str:
+    if not team.get("examples"):
+        return "nothing new"
+    return (f"{team['examples']} examples ({_fmt(team.get('examples_new'))} new, "
+            f"{_fmt(team.get('examples_replayed'))} replayed), {_fmt(team.get('trained_tokens'))} tokens")
+
+
 def write_report(summary: dict[str, Any], directory: Path) -> Path:
     """Write summary.json, the PNG plots and report.md under `directory`; return report.md."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -113,27 +120,31 @@ def write_report(summary: dict[str, Any], directory: Path) -> Path:
         lines += ["## What changed since the last run", ""]
         lines += [f"- {c}" for c in summary["changes"]] + [""]
     lines += ["## Teams", "", "| team | adapter | QA match before → after | answer log-likelihood before → after |"
-              " general probe loss before → after | trained on | status |", "|---|---|---|---|---|---|---|"]
+              " general probe loss before → after | trained now on | status |", "|---|---|---|---|---|---|---|"]
     for team, d in teams.items():
         lines.append(
             f"| {team} | v{_fmt(d.get('adapter_version'))} | {_fmt(d.get('qa_before'), 2)} → {_fmt(d.get('qa_after'), 2)}"
             f" | {_fmt(d.get('qa_loglik_before'))} → {_fmt(d.get('qa_loglik_after'))}"
             f" | {_fmt(d.get('forgetting_before'))} → {_fmt(d.get('forgetting_after'))}"
-            f" | {_fmt(d.get('examples'))} examples, {_fmt(d.get('trained_tokens'))} tokens"
+            f" | {_trained_on(d)}"
             f" | {d.get('status', '-')}{' (clean retrain)' if d.get('clean_retrain') else ''} |")
     lines.append("")
+    lines += [f"- **{team}** {d.get('status', '-')}: {d.get('reason') or '-'}" for team, d in teams.items()] + [""]
     for name, title in (("qa.png", "Team QA"), ("forgetting.png", "Forgetting"), ("loss.png", "Training loss"),
                         ("leakage.png", "Cross-team leakage")):
         if plots[name]:
             lines += [f"### {title}", "", f"![{title}]({name})", ""]
     samples = summary.get("samples") or {}
     if samples:
-        lines += ["## Answers", ""]
+        lines += ["## Answers", "", "Each team's eval questions (worded unlike its documents), answered greedily "
+                  "by the base model and by the team's adapter; ✓ where the answer contains the expected one.", ""]
         for team, items in samples.items():
             lines += [f"### {team}", ""]
             for item in items:
+                mark = {True: " ✓", False: " ✗"}
                 lines += [f"**Q:** {item['question']}  ", f"*expected:* {item['expected']}  ",
-                          f"*base model:* {item['base']}  ", f"*team adapter:* {item['adapter']}", ""]
+                          f"*base model{mark.get(item.get('base_right'), '')}:* {item['base']}  ",
+                          f"*team adapter{mark.get(item.get('adapter_right'), '')}:* {item['adapter']}", ""]
     if summary.get("forgotten"):
         lines += ["## Forgetting on request", ""]
         lines += [f"- {f}" for f in summary["forgotten"]] + [""]

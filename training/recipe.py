@@ -256,7 +256,10 @@ class LoRARecipe:
 
             tokenizer = tokenizer or base_models.load_tokenizer(cfg.base_model, cfg.data_dir)
             rows = anchor_answers(self.model, tokenizer, self.device, cfg.base_hash or cfg.base_model, cfg.anchor_cache)
-            team_tokens = sum(u.tokens for u in units)
+            # A small run still takes min_steps steps, repeating its few examples many times:
+            # anchors are sized for the tokens it will train, not for its data alone, or a
+            # handful of new examples pulls the whole model towards them unopposed.
+            team_tokens = max(sum(u.tokens for u in units), cfg.min_steps * cfg.min_step_tokens)
             self.units += anchor_units(rows, tokenizer, cfg.seq_len, round(cfg.anchor_ratio * team_tokens), cfg.seed)
         self._reference_logprobs()
         self._anchor_targets()
@@ -493,6 +496,7 @@ class LoRARecipe:
             "target_tokens_per_epoch": trained,
             "first_loss": self.losses[0] if self.losses else None,
             "final_loss": self.losses[-1] if self.losses else None,
+            "loss_curve": [round(x, 4) for x in self.losses],
             "wall_s": round(self.wall, 3),
             "tokens_per_s": round(self.tokens_seen / self.wall, 1) if self.wall else None,
             "step_tokens": self.step_tokens,

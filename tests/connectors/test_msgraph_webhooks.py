@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from connectors.msgraph import ids
 from connectors.sandbox.graph import GraphSandbox, files
-from connectors.sandbox.server import ThreadedServer
 from connectors.sandbox.graph.workspace import Workspace, build_company
+from connectors.sandbox.server import ThreadedServer
 from db import models
 from ingestion import msgraph_webhooks as hooks
 from ingestion.events import process_event

@@ -136,3 +136,21 @@ def test_selection_new_replay_and_retired(ctx) -> None:  # type: ignore[no-untyp
         session.flush()
         few = select_examples(session, team.id, parent, replay_ratio=0.25, seed=0, has_eval_set=True)
         assert [e.id for e in few.new] == new[:2] and len(few.replay) == MIN_REPLAY == 8  # the floor
+
+
+def test_a_tiny_increment_replays_a_share_of_everything_learned(ctx) -> None:  # type: ignore[no-untyped-def]
+    from training.data import MIN_REPLAY_SHARE
+
+    old = add_qa(ctx, "platform", [(f"old question {i}?", f"answer {i}") for i in range(200)])
+    with ctx.session() as session:
+        team = ctx.team_row(session, "platform")
+        v1 = models.Adapter(team_id=team.id, version=1, status="active", base_model="tiny-random")
+        session.add(v1)
+        session.flush()
+        session.add_all([models.AdapterLineage(adapter_id=v1.id, example_id=i) for i in old])
+    add_qa(ctx, "platform", [("new question?", "new answer")])
+    with ctx.session() as session:
+        team = ctx.team_row(session, "platform")
+        parent = session.scalar(select(models.Adapter).where(models.Adapter.team_id == team.id))
+        sel = select_examples(session, team.id, parent, replay_ratio=0.15, seed=0, has_eval_set=True)
+        assert len(sel.new) == 1 and len(sel.replay) == round(MIN_REPLAY_SHARE * 200) == 30

@@ -56,6 +56,7 @@ def test_gate() -> None:
     ok, reason = gate(metrics(qa_active=0.5, qa_logprob_active=-0.8), 0.1)
     assert not ok and reason.startswith("team QA regressed against the active version")  # log-likelihood fell
     assert gate(metrics(qa_active=0.5, qa_logprob_active=-1.0), 0.1)[0]  # one answer of 8 less: noise
+    assert gate(metrics(qa_active=0.25, qa_logprob_active=-0.5), 0.1)[0]  # more answers right: progress
     ok, reason = gate(metrics(qa_active=0.625, qa_logprob_active=-1.0), 0.1)
     assert not ok and reason.startswith("team QA regressed against the active version: match 0.625 -> 0.375")
     ok, reason = gate(metrics(forgetting=0.2), 0.1)

@@ -233,3 +233,41 @@ def test_anchor_loss_is_the_cross_entropy_to_the_base_models_top_k(tok, tmp_path
             total += float(-(probs * torch.log_softmax(logits[at], -1).gather(-1, ids)).sum())
             count += len(at)
     assert recipe.losses[0] == pytest.approx(total / count, abs=1e-4)
+
+
+def test_min_steps_adds_epochs_only_up_to_that_many_steps(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    units = units_for(tok)
+    one = LoRARecipe(config(tmp_path, epochs=1))
+    one.setup(units)
+    per_epoch = len(one.plan)
+    wanted = per_epoch + max(1, per_epoch // 2)  # one and a half epochs
+    more = LoRARecipe(config(tmp_path, epochs=1, min_steps=wanted))
+    more.setup(units)
+    assert len(more.plan) == wanted and more.epochs_run == 2
+    enough = LoRARecipe(config(tmp_path, epochs=2, min_steps=2))
+    enough.setup(units)
+    assert len(enough.plan) == 2 * per_epoch  # min_steps never cuts the configured epochs
+
+
+def test_anchor_targets_are_cached_on_disk_per_base_model(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from training.anchors import anchor_units
+
+    rows = [{"prompt": "What is a map?", "answer": "A map is a drawing of a place."},
+            {"prompt": "Name three vegetables.", "answer": "Carrots, peas and leeks."}]
+    cache = tmp_path / "anchors"
+    first = LoRARecipe(config(tmp_path, max_steps=1, anchor_topk=8, anchor_cache=cache, base_hash="b1"))
+    units = anchor_units(rows, tok, 512, 200, seed=0)
+    first.setup(units)
+    files = list(cache.glob("anchor-targets-*.pt"))
+    assert len(files) == 1
+    stored = torch.load(files[0], weights_only=True)
+    assert len(stored) == 2  # one entry per distinct anchor, however often it repeats
+    second = LoRARecipe(config(tmp_path, max_steps=1, anchor_topk=8, anchor_cache=cache, base_hash="b1"))
+    again = anchor_units(rows, tok, 512, 200, seed=0)
+    second.setup(again)
+    for a, b in zip(units, again, strict=True):
+        assert torch.equal(a.seqs[0].ref_topk[0], b.seqs[0].ref_topk[0])
+        assert torch.allclose(a.seqs[0].ref_topk[1], b.seqs[0].ref_topk[1])
+    other = LoRARecipe(config(tmp_path, max_steps=1, anchor_topk=8, anchor_cache=cache, base_hash="b2"))
+    other.setup(anchor_units(rows, tok, 512, 200, seed=0))
+    assert len(list(cache.glob("anchor-targets-*.pt"))) == 2  # another base model: its own targets
