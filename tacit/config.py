@@ -73,6 +73,10 @@ class TrainingConfig(_Strict):
     rank: Literal[8, 16, 32, 64, 128, 256] = 16
     alpha: int | None = None  # defaults to 2 * rank
     learning_rate: float = Field(1e-3, gt=0)
+    # A refresh that continues the active adapter starts from trained weights and usually sees a
+    # small increment many times over: a lower rate keeps it from drifting (on the sample company,
+    # half the rate gave 5/8 instead of 4/8 answers and 5 % instead of 7 % forgetting).
+    continue_lr_scale: float = Field(0.5, gt=0, le=1)
     epochs: int = Field(3, ge=1)
     max_steps: int | None = Field(None, ge=1)
     micro_batch_tokens: int = Field(1024, ge=64)

@@ -351,7 +351,8 @@ def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
         # The figures of the version trained now (promoted or not); when nothing was trained
         # (no change for this team), those of the active version.
         trained = show_version(ctx, team.name, result["version"]) if result.get("version") else active
-        metrics = trained.get("metrics") or {}
+        # The figures shown are the active adapter's: a rejected candidate's are in its reason.
+        metrics = (active if result.get("status") == "rejected" and active else trained).get("metrics") or {}
         run = (trained.get("train_config") or {}).get("run") or {}
         counts = result.get("examples") or {}
         teams[team.name] = {

@@ -249,7 +249,8 @@ def _refresh(ctx: Any, team_cfg: TeamConfig, force: bool, progress: _Progress, l
             raise ValueError("the selected examples hold no trainable tokens")
         recipe_cfg = RecipeConfig(
             base_model=team_cfg.base_model, data_dir=ctx.data_dir, output_dir=out_dir, parent_adapter=parent_path,
-            rank=tcfg.rank, alpha=alpha, learning_rate=tcfg.learning_rate, epochs=tcfg.epochs,
+            rank=tcfg.rank, alpha=alpha, epochs=tcfg.epochs,
+            learning_rate=tcfg.learning_rate * (tcfg.continue_lr_scale if parent_path else 1.0),
             max_steps=tcfg.max_steps, step_tokens=tcfg.micro_batch_tokens, seq_len=tcfg.seq_len, seed=tcfg.seed,
             min_steps=MIN_STEPS, min_steps_per_epoch=MIN_STEPS_PER_EPOCH, min_step_tokens=MIN_STEP_TOKENS,
             max_epochs=MAX_EPOCHS,
