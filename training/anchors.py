@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +84,54 @@ def anchor_answers(model: Any, tokenizer: Any, device: torch.device, weight_hash
     else:
         rows = generate_anchor_answers(model, tokenizer, prompts, device)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(path)
+        _write_atomically(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows),
+                                                           encoding="utf-8"))
     return rows
+
+
+def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    """`write` to a temporary file beside `path`, then rename it into place: a reader (another
+    worker) sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def anchor_targets(model: Any, anchors: list[Seq], device: torch.device, *, topk: int, micro_tokens: int,
+                   bf16: bool, weight_hash: str, cache_dir: Path | None) -> None:
+    """Set `ref_topk` on each anchor: the base model's top-k next-token ids and probabilities
+    (renormalised) at its answer positions, which the adapter is distilled towards. They depend
+    on the base model only: computed once per distinct anchor and cached beside the answers."""
+    from training.data import pack, split_micro
+    from training.recipe import forward_logits
+
+    cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(json.dumps([weight_hash, topk, bf16]).encode()).hexdigest()[:24]
+        path = cache_dir / f"anchor-targets-{key}.pt"
+        if path.exists():
+            cache = torch.load(path, weights_only=True)
+    keys = {id(s): hashlib.sha256(json.dumps(s.input_ids).encode()).hexdigest() for s in anchors}
+    missing = [s for s in anchors if keys[id(s)] not in cache]
+    if missing:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), model.disable_adapter():
+            for group in split_micro(missing, micro_tokens):
+                logits, _, index, _ = forward_logits(model, pack(group), device, bf16)
+                probs, ids = torch.softmax(logits, dim=-1).topk(topk, dim=-1)
+                probs = probs / probs.sum(-1, keepdim=True)
+                for i, seq in enumerate(group):
+                    mine = index == i
+                    cache[keys[id(seq)]] = (ids[mine].cpu(), probs[mine].cpu())
+        if was_training:
+            model.train()
+        if path is not None:
+            _write_atomically(path, lambda tmp: torch.save(cache, tmp))
+    for seq in anchors:
+        seq.ref_topk = cache[keys[id(seq)]]
 
 
 def anchor_units(rows: list[dict[str, str]], tokenizer: Any, seq_len: int, tokens: int, seed: int) -> list[Unit]:

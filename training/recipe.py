@@ -19,8 +19,6 @@ around a plain torch loop, so every step of a refresh can be read top to bottom.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import random
@@ -143,7 +141,7 @@ def assert_only_lora_trainable(model: Any, adapter_name: str = "default") -> int
     return sum(p.numel() for n, p in model.named_parameters() if n in lora)
 
 
-def _forward(model: Any, batch: Batch, device: torch.device, bf16: bool = False
+def forward_logits(model: Any, batch: Batch, device: torch.device, bf16: bool = False
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(float logits, target ids, sequence index, positions) at the labelled positions of a packed row."""
     t = batch.tensors(device)
@@ -162,7 +160,7 @@ def forward_logprobs(model: Any, batch: Batch, device: torch.device, bf16: bool 
     Logits are only computed at labelled positions (`logits_to_keep`), which skips the vocabulary
     projection for prompt tokens.
     """
-    logits, targets, index, keep = _forward(model, batch, device, bf16)
+    logits, targets, index, keep = forward_logits(model, batch, device, bf16)
     logp = -F.cross_entropy(logits, targets, reduction="none")
     return logp, index, keep
 
@@ -203,7 +201,7 @@ class LoRARecipe:
         self.progress = progress
         self.device = resolve_device(cfg.device)
         cuda = self.device.type == "cuda"
-        self.bf16 = cfg.bf16 if cfg.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
+        self.bf16 = cfg.bf16 if cfg.bf16 is not None else (cuda and bf16_default("auto", self.device))
         self.grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else cuda
         self.step_tokens = cfg.step_tokens
         self.micro_tokens = cfg.micro_tokens or cfg.step_tokens
@@ -311,40 +309,14 @@ class LoRARecipe:
     def _anchor_targets(self) -> None:
         """Anchors are distilled: at each answer position the adapter matches the base model's
         next-token distribution (its top-k, renormalised), not only its greedy token, which ties
-        the adapter to the base model far more closely outside the team's domain. The targets
-        depend on the base model only: computed once per distinct anchor, and cached on disk
-        beside the anchor answers."""
+        the adapter to the base model far more closely outside the team's domain."""
+        from training.anchors import anchor_targets
+
         anchors = list({id(s): s for u in self.units for s in u.seqs if s.role == "anchor"}.values())
-        if not anchors or self.cfg.anchor_topk <= 0:
-            return
-        cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        path = None
-        if self.cfg.anchor_cache is not None:
-            key = hashlib.sha256(json.dumps([self.cfg.base_hash or self.cfg.base_model, self.cfg.anchor_topk,
-                                             self.bf16]).encode()).hexdigest()[:24]
-            path = self.cfg.anchor_cache / f"anchor-targets-{key}.pt"
-            if path.exists():
-                cache = torch.load(path, weights_only=True)
-        keys = {id(s): hashlib.sha256(json.dumps(s.input_ids).encode()).hexdigest() for s in anchors}
-        missing = [s for s in anchors if keys[id(s)] not in cache]
-        if missing:
-            self.model.eval()
-            with torch.no_grad(), self.model.disable_adapter():
-                for group in split_micro(missing, self.micro_tokens):
-                    logits, _, index, _ = _forward(self.model, pack(group), self.device, self.bf16)
-                    probs, ids = torch.softmax(logits, dim=-1).topk(self.cfg.anchor_topk, dim=-1)
-                    probs = probs / probs.sum(-1, keepdim=True)
-                    for i, seq in enumerate(group):
-                        mine = index == i
-                        cache[keys[id(seq)]] = (ids[mine].cpu(), probs[mine].cpu())
-            self.model.train()
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                torch.save(cache, tmp)
-                tmp.replace(path)
-        for seq in anchors:
-            seq.ref_topk = cache[keys[id(seq)]]
+        if anchors and self.cfg.anchor_topk > 0:
+            anchor_targets(self.model, anchors, self.device, topk=self.cfg.anchor_topk, micro_tokens=self.micro_tokens,
+                           bf16=self.bf16, weight_hash=self.cfg.base_hash or self.cfg.base_model,
+                           cache_dir=self.cfg.anchor_cache)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -408,7 +380,7 @@ class LoRARecipe:
         n_pairs = sum(1 for s in seqs if s.role == "chosen")
         total = 0.0
         for group in split_micro(seqs, self.micro_tokens):
-            logits, targets, index, _ = _forward(self.model, pack(group), self.device, self.bf16)
+            logits, targets, index, _ = forward_logits(self.model, pack(group), self.device, self.bf16)
             logp = -F.cross_entropy(logits, targets, reduction="none")
             loss = logp.new_zeros(())
             roles = [s.role for s in group]
