@@ -22,7 +22,25 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.http import HttpBudget
-from tacit.config import SourceConfig
+
+#: What a team or source name may be (it appears in URLs, paths and Celery task arguments).
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+class SourceConfig(BaseModel):
+    """The keys every source has; each connector validates its own extra keys (`Settings`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    kind: str
+    team: str
+    schedule: str | None = None
+    enabled: bool = True
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
 # --------------------------------------------------------------------------- errors

@@ -127,7 +127,7 @@ def make_ctx(tmp_path: Path) -> Callable[..., Context]:
     def make(database_url: str, body: str = DEFAULT_TEAMS + DEFAULT_SOURCES, broker_url: str = "memory://") -> Context:
         path = write_config(tmp_path, database_url, body, broker_url)
         ctx = Context(load_config(path))
-        from ingestion.tasks import set_context
+        from ingestion.worker.tasks import set_context
 
         set_context(ctx)
         return ctx

@@ -16,14 +16,13 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from connectors.base import Checkpoint, Connector, Failure, SyncGenerator, Tombstone
+from connectors.base import Checkpoint, Connector, Failure, SourceConfig, SyncGenerator, Tombstone
 from connectors.http import HttpBudget
 from connectors.msgraph import drives, ids, mail, teams
 from connectors.msgraph.auth import make_credential
 from connectors.msgraph.client import GraphSession
 from connectors.msgraph.settings import GraphCheckpoint, GraphSettings
 from connectors.msgraph.walker import Walker
-from tacit.config import SourceConfig
 
 log = logging.getLogger(__name__)
 

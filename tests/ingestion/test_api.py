@@ -14,8 +14,8 @@ from sqlalchemy import func, select, text
 
 from connectors.webhook.signatures import github_signature, sign_headers
 from db import models
-from ingestion.api import create_app
-from ingestion.events import store_event
+from ingestion.api.app import create_app
+from ingestion.corpus.events import store_event
 from tacit.context import Context
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -406,7 +406,7 @@ def test_vendor_routes_win_over_the_generic_route(api_ctx: Context, monkeypatch:
 
     calls: list[str] = []
     for vendor in ("notion", "msgraph"):
-        module = types.ModuleType(f"ingestion.{vendor}_webhooks")
+        module = types.ModuleType(f"connectors.{vendor}.webhooks")
         router = APIRouter()
 
         def make(name: str) -> Callable[[str], dict[str, str]]:
@@ -417,7 +417,7 @@ def test_vendor_routes_win_over_the_generic_route(api_ctx: Context, monkeypatch:
 
         router.add_api_route(f"/webhooks/{vendor}/{{source}}", make(vendor), methods=["POST"])
         module.router = router  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, f"ingestion.{vendor}_webhooks", module)
+        monkeypatch.setitem(sys.modules, f"connectors.{vendor}.webhooks", module)
     with running(api_ctx) as client:
         assert client.post("/webhooks/notion/eng").json() == {"vendor": "notion"}
         assert client.post("/webhooks/msgraph/m365").json() == {"vendor": "msgraph"}

@@ -32,10 +32,10 @@ from connectors.sandbox.graph.workspace import build_company
 from connectors.sandbox.notion import NotionSandbox
 from connectors.webhook.signatures import sign_headers
 from db import models
-from ingestion.api import create_app
-from ingestion.events import pending_event_ids, process_event
-from ingestion.pipeline import process_team
-from ingestion.runner import run_sync
+from ingestion.api.app import create_app
+from ingestion.corpus.events import pending_event_ids, process_event
+from ingestion.corpus.runner import run_sync
+from ingestion.processing.pipeline import process_team
 from tacit.context import Context
 from tests.connectors.harness_msgraph import source_toml
 

@@ -1,6 +1,6 @@
 """Durable push events: raw deliveries are committed first, then turned into records.
 
-Used by the webhook service (`ingestion.api`) and by `tacit import`, which is a local push:
+Used by the webhook service (`ingestion.api.app`) and by `tacit import`, which is a local push:
 the file's lines are stored as events and processed by the same code, on a worker or inline.
 Processing is idempotent by delivery id, and a crash between accepting and processing loses
 nothing: pending events are picked up again (`pending_event_ids`, `tacit events replay`).
@@ -26,7 +26,7 @@ from connectors.webhook.payload import PayloadError, parse_json, records_from_bo
 from connectors.webhook.records import records_from_payload
 from db import models
 from db.base import utcnow
-from ingestion.runner import SyncSummary, ingest_records
+from ingestion.corpus.runner import SyncSummary, ingest_records
 from tacit.context import Context
 
 log = logging.getLogger(__name__)

@@ -95,7 +95,7 @@ def source_detail(ctx: Context, name: str) -> dict[str, Any]:
         }
     if detail["kind"] == "notion":
         # Shown in clear: the admin pastes it into Notion's "Verify subscription" dialog.
-        from ingestion.notion_webhooks import stored_tokens
+        from connectors.notion.webhooks import stored_tokens
 
         detail["webhook"] = stored_tokens(ctx, name)
     return detail

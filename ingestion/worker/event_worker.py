@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ingestion.events import pending_event_ids, process_event
+from ingestion.corpus.events import pending_event_ids, process_event
 from tacit.context import Context
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,9 @@ _STOP = object()
 
 
 def process_team_if_available(ctx: Context, team: str) -> Any:
-    """Run the processing stage for `team` when the installation has it (`ingestion.pipeline`)."""
+    """Run the processing stage for `team` when the installation has it (`ingestion.processing.pipeline`)."""
     try:
-        from ingestion.pipeline import process_team
+        from ingestion.processing.pipeline import process_team
     except ImportError:
         return None
     return process_team(ctx, team)

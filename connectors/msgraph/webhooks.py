@@ -1,6 +1,6 @@
 """Microsoft Graph change notifications: the receiving routes, their processing, and subscriptions.
 
-Routes (mounted by `ingestion.api`):
+Routes (mounted by `ingestion.api.app`):
 
 * `POST /webhooks/msgraph/{source}` — change notifications;
 * `POST /webhooks/msgraph/{source}/lifecycle` — lifecycle notifications.
@@ -50,9 +50,9 @@ from connectors.msgraph import ids
 from connectors.msgraph import subscriptions as subs
 from connectors.msgraph.client import NotFound
 from db import models
-from ingestion.events import EventRejected, decode_body, handler
-from ingestion.runner import SyncSummary, run_fetch, run_sync
-from ingestion.web import accept_event, get_context, source_of_kind
+from ingestion.api.web import accept_event, get_context, source_of_kind
+from ingestion.corpus.events import EventRejected, decode_body, handler
+from ingestion.corpus.runner import SyncSummary, run_fetch, run_sync
 from tacit.config import ConfigError
 from tacit.context import Context
 
@@ -331,7 +331,7 @@ def process_lifecycle(ctx: Context, event: models.WebhookEvent, source: str) -> 
 @shared_task(name="tacit.renew_graph_subscriptions", acks_late=True)
 def renew_graph_subscriptions(source: str | None = None) -> dict[str, Any]:
     """Create and renew the change-notification subscriptions of every Graph source (beat: hourly)."""
-    from ingestion.tasks import get_context as task_context
+    from ingestion.worker.tasks import get_context as task_context
 
     ctx = task_context()
     if not ctx.config.api.public_url:

@@ -81,7 +81,7 @@ def _cron_fields(expr: str) -> tuple[str, str, str, str, str]:
 
 
 def create_app(config: TacitConfig | None = None) -> Celery:
-    app = Celery("tacit", include=["ingestion.tasks", "ingestion.msgraph_webhooks"])
+    app = Celery("tacit", include=["ingestion.worker.tasks", "connectors.msgraph.webhooks"])
     configure(app, config or load_config(required=False))
     return app
 

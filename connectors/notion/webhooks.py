@@ -34,9 +34,9 @@ from sqlalchemy import select
 
 from connectors.base import Interaction, Tombstone
 from db import models
-from ingestion.events import EventRejected, decode_body, handler
-from ingestion.runner import SyncSummary, ingest_records, run_sync
-from ingestion.web import accept_event, get_context, source_of_kind
+from ingestion.api.web import accept_event, get_context, source_of_kind
+from ingestion.corpus.events import EventRejected, decode_body, handler
+from ingestion.corpus.runner import SyncSummary, ingest_records, run_sync
 from tacit.context import Context
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ def set_context(ctx: Context | None) -> None:
     global _context
     _context = ctx
     if ctx is not None:
-        from ingestion.celery_app import app, configure
+        from ingestion.worker.celery_app import app, configure
 
         configure(app, ctx.config)
         app.set_current()
@@ -41,7 +41,7 @@ def get_context() -> Context:
 
 @shared_task(name="tacit.sync_source", acks_late=True)
 def sync_source(source: str, full: bool = False) -> dict[str, Any]:
-    from ingestion.runner import run_sync
+    from ingestion.corpus.runner import run_sync
 
     ctx = get_context()
     summary = run_sync(ctx, source, full=full)
@@ -52,7 +52,7 @@ def sync_source(source: str, full: bool = False) -> dict[str, Any]:
 
 @shared_task(name="tacit.process_event", acks_late=True)
 def process_event(event_id: int) -> dict[str, Any]:
-    from ingestion.events import process_event as process
+    from ingestion.corpus.events import process_event as process
 
     ctx = get_context()
     result = process(ctx, event_id)
@@ -64,7 +64,7 @@ def process_event(event_id: int) -> dict[str, Any]:
 
 @shared_task(name="tacit.replay_pending_events", acks_late=True)
 def replay_pending_events() -> int:
-    from ingestion.events import pending_event_ids
+    from ingestion.corpus.events import pending_event_ids
 
     ids = pending_event_ids(get_context())
     for event_id in ids:
@@ -75,7 +75,7 @@ def replay_pending_events() -> int:
 @shared_task(name="tacit.process_team", acks_late=True)
 def process_team(team: str) -> dict[str, Any]:
     try:
-        from ingestion.pipeline import process_team as process
+        from ingestion.processing.pipeline import process_team as process
     except ImportError:
         log.warning("processing is not available in this installation")
         return {"team": team, "status": "unavailable"}

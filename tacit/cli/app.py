@@ -11,16 +11,13 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tacit.cli.progress import console, out, progress_bar
 from tacit.config import ConfigError
 
 # A deprecation inside transformers that PEFT triggers on every model it wraps: noise to a user.
@@ -37,8 +34,6 @@ app.add_typer(adapters_app, name="adapters")
 app.add_typer(events_app, name="events")
 app.add_typer(export_app, name="export")
 
-console = Console(stderr=True)
-out = Console(highlight=False, soft_wrap=True)
 _state: dict[str, Any] = {"config": None}
 
 
@@ -66,26 +61,12 @@ def _root(
 
 
 def context(migrate: bool = True):  # type: ignore[no-untyped-def]
-    from ingestion.tasks import set_context
+    from ingestion.worker.tasks import set_context
     from tacit.context import Context
 
     ctx = Context.load(_state["config"], migrate_db=migrate)
     set_context(ctx)
     return ctx
-
-
-@contextmanager
-def progress_bar(description: str, total: float | None = None) -> Iterator[Callable[..., None]]:
-    """Rich progress on stderr; yields `update(completed=…, description=…)`."""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed:.0f}"), TimeElapsedColumn(), console=console,
-                  transient=False, disable=not console.is_terminal and os.environ.get("TACIT_PROGRESS") != "1") as bar:
-        task = bar.add_task(description, total=total)
-
-        def update(**kwargs: Any) -> None:
-            bar.update(task, **kwargs)
-
-        yield update
 
 
 def emit_json(data: Any) -> None:
@@ -140,7 +121,7 @@ def init(force: Annotated[bool, typer.Option(help="Overwrite an existing tacit.t
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False) -> None:
     """Teams, sources, corpus sizes, adapters and pending events."""
-    from tacit.status import collect_status
+    from ingestion.api.views import collect_status
 
     ctx = context()
     data = collect_status(ctx)
@@ -168,7 +149,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON docume
 @sources_app.command("list")
 def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List configured sources."""
-    from tacit.status import collect_status
+    from ingestion.api.views import collect_status
 
     data = collect_status(context())["sources"]
     if as_json:
@@ -185,7 +166,7 @@ def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 @sources_app.command("show")
 def sources_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One source: settings (secrets hidden), checkpoint, state and recent runs."""
-    from tacit.status import source_detail
+    from ingestion.api.views import source_detail
 
     data = source_detail(context(), name)
     if as_json:
@@ -212,8 +193,8 @@ def import_(
     source: Annotated[str, typer.Option("--source", "-s", help="A source of kind webhook.")],
 ) -> None:
     """Read records from a JSONL file into a push source (kind webhook)."""
-    from ingestion.events import stage_import
-    from ingestion.tasks import process_event, process_team
+    from ingestion.corpus.events import stage_import
+    from ingestion.worker.tasks import process_event, process_team
 
     ctx = context()
     cfg = ctx.source_config(source)
@@ -248,7 +229,7 @@ def import_(
 def _maybe_process(ctx: Any, team: str) -> None:
     """Eager mode: processing follows ingestion when the stage exists."""
     try:
-        pipeline = _require("ingestion.pipeline", "processing")
+        pipeline = _require("ingestion.processing.pipeline", "processing")
     except Unavailable:
         return
     pipeline.process_team(ctx, team)
@@ -261,8 +242,8 @@ def sync(
 ) -> None:
     """Pull new and changed items from sources into the corpus."""
     from connectors.registry import connector_class
-    from ingestion.runner import run_sync
-    from ingestion.tasks import sync_source
+    from ingestion.corpus.runner import run_sync
+    from ingestion.worker.tasks import sync_source
 
     ctx = context()
     names = sources or [s.name for s in ctx.config.sources if s.enabled and not connector_class(s.kind).push_only]
@@ -300,7 +281,7 @@ def sync(
 @app.command()
 def process(team: Annotated[str | None, typer.Option("--team", help="Only this team.")] = None) -> None:
     """Chunk new and changed documents and build training examples."""
-    pipeline = _require("ingestion.pipeline", "the processing stage")
+    pipeline = _require("ingestion.processing.pipeline", "the processing stage")
     ctx = context()
     teams = [team] if team else [t.name for t in ctx.config.teams]
     for name in teams:
@@ -394,7 +375,7 @@ def adapters_export(team: str, dest: Annotated[Path, typer.Argument(help="Folder
 
 # ---------------------------------------------------------------------------- export
 def _export(what: str, team: str, include_deleted: bool = False) -> None:
-    from tacit.export import export_rows
+    from tacit.cli.export import export_rows
 
     ctx = context()
     ctx.config.team(team)
@@ -436,7 +417,7 @@ def events_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Recent events with their status."""
-    from tacit.status import list_events
+    from ingestion.api.views import list_events
 
     rows = list_events(context(), status=status_, limit=limit)
     if as_json:
@@ -458,8 +439,8 @@ def events_replay(
 ) -> None:
     """Process pending and failed events again (processed ones are skipped: idempotent)."""
     from db import models
-    from ingestion.events import pending_event_ids
-    from ingestion.tasks import process_event
+    from ingestion.corpus.events import pending_event_ids
+    from ingestion.worker.tasks import process_event
 
     ctx = context()
     chosen = ids or pending_event_ids(ctx, include_failed=True, source=source)
@@ -486,13 +467,13 @@ def serve(
     """Serve the webhook endpoints, health, metrics and the admin API (uvicorn)."""
     import uvicorn
 
-    _require("ingestion.api", "the webhook service")
+    _require("ingestion.api.app", "the webhook service")
     ctx = context()
     if _state["config"]:
         os.environ["TACIT_CONFIG"] = str(Path(_state["config"]).resolve())
     elif ctx.config.path:
         os.environ["TACIT_CONFIG"] = str(ctx.config.path)
-    uvicorn.run("ingestion.api:create_app", factory=True, host=host or ctx.config.api.host,
+    uvicorn.run("ingestion.api.app:create_app", factory=True, host=host or ctx.config.api.host,
                 port=port or ctx.config.api.port, workers=workers, log_level="info")
 
 
@@ -508,8 +489,8 @@ def worker(
         raise UsageError("the broker is memory:// (in-process); set [queue] broker_url to a Redis URL to run workers")
     if ctx.config.path:
         os.environ["TACIT_CONFIG"] = str(ctx.config.path)
-    from ingestion.celery_app import QUEUES, configure
-    from ingestion.celery_app import app as celery_app
+    from ingestion.worker.celery_app import QUEUES, configure
+    from ingestion.worker.celery_app import app as celery_app
 
     for q in queues.split(","):
         if q not in QUEUES:
@@ -525,7 +506,7 @@ def worker(
 @app.command()
 def demo(quick: Annotated[bool, typer.Option("--quick", help="tiny-random model, fewer steps.")] = False) -> None:
     """Run the whole story on a bundled sample company."""
-    from tacit.demo import run_demo
+    from tacit.cli.demo import run_demo
 
     run_demo(_state["config"], quick=quick, console=console, out=out)
 

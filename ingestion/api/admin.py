@@ -1,6 +1,6 @@
 """The admin read API under `/api`: teams, sources, sync runs, adapters, events (bearer token).
 
-Read-only views built on `tacit.status` (the same data as `tacit status`, `tacit sources show`
+Read-only views built on `ingestion.api.views` (the same data as `tacit status`, `tacit sources show`
 and `tacit events list`); secrets in source settings are shown as `********`.
 """
 
@@ -14,8 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from db import models
-from ingestion.api import require_admin
-from tacit import status as views
+from ingestion.api import views
+from ingestion.api.web import require_admin
 from tacit.config import _NAME, ConfigError
 from tacit.context import Context
 
