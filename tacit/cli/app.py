@@ -19,6 +19,7 @@ from rich.table import Table
 
 from tacit.cli.progress import console, out, progress_bar
 from tacit.config import ConfigError
+from tacit.errors import Refused
 
 # A deprecation inside transformers that PEFT triggers on every model it wraps: noise to a user.
 warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -348,29 +349,38 @@ def adapters_show(team: str, version: Annotated[int | None, typer.Argument()] = 
     out.print_json(json.dumps(_adapters().show_version(ctx, team, version), default=str))
 
 
+ForceOption = Annotated[bool, typer.Option("--force", help="Even if the version carries documents deleted at "
+                                                           "their source (recorded as an override).")]
+
+
+def _warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
 @adapters_app.command("promote")
-def adapters_promote(team: str, version: int) -> None:
+def adapters_promote(team: str, version: int, force: ForceOption = False) -> None:
     """Make a version the active one."""
     ctx = context()
     ctx.config.team(team)
-    out.print(_adapters().promote(ctx, team, version, reason="promoted by hand"))
+    out.print(_adapters().promote(ctx, team, version, reason="promoted by hand", force=force, warn=_warn))
 
 
 @adapters_app.command("rollback")
-def adapters_rollback(team: str) -> None:
+def adapters_rollback(team: str, force: ForceOption = False) -> None:
     """Go back to the previously active version."""
     ctx = context()
     ctx.config.team(team)
-    out.print(_adapters().rollback(ctx, team))
+    out.print(_adapters().rollback(ctx, team, force=force, warn=_warn))
 
 
 @adapters_app.command("export")
 def adapters_export(team: str, dest: Annotated[Path, typer.Argument(help="Folder to write.")],
-                    version: Annotated[int | None, typer.Option(help="Default: the active one.")] = None) -> None:
+                    version: Annotated[int | None, typer.Option(help="Default: the active one.")] = None,
+                    force: ForceOption = False) -> None:
     """Export a version as a PEFT directory that vLLM and LoRAX load."""
     ctx = context()
     ctx.config.team(team)
-    out.print(str(_adapters().export(ctx, team, dest, version)))
+    out.print(str(_adapters().export(ctx, team, dest, version, force=force, warn=_warn)))
 
 
 # ---------------------------------------------------------------------------- export
@@ -522,6 +532,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         _one_line(str(exc), 2)
+    except Refused as exc:
+        _one_line(str(exc), 5)
     except (UsageError, LookupError) as exc:
         _one_line(str(exc).strip("'\""), 2)
     except Unavailable as exc:
