@@ -20,6 +20,7 @@ from rich.table import Table
 from tacit.cli.progress import console, out, progress_bar
 from tacit.config import ConfigError
 from tacit.errors import Refused
+from tacit.multiproc import prepare_multiprocess_metrics
 
 # A deprecation inside transformers that PEFT triggers on every model it wraps: noise to a user.
 warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -477,6 +478,10 @@ def serve(
     """Serve the webhook endpoints, health, metrics and the admin API (uvicorn)."""
     import uvicorn
 
+    if workers > 1:
+        # Before prometheus_client is imported: each worker process then counts into files that
+        # /metrics sums, whichever process answers the scrape.
+        prepare_multiprocess_metrics()
     _require("ingestion.api.app", "the webhook service")
     ctx = context()
     if _state["config"]:
@@ -492,6 +497,8 @@ def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "sync,process,train",
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     beat: Annotated[bool, typer.Option(help="Also run the schedule (Celery beat).")] = False,
+    schedule: Annotated[Path | None, typer.Option(help="Beat's schedule file (default: <data_dir>/beat/schedule); "
+                                                       "its folder must be writable.")] = None,
 ) -> None:
     """Run a Celery worker on the configured broker."""
     ctx = context()
@@ -509,7 +516,9 @@ def worker(
     argv = ["worker", "-Q", queues, "--loglevel=INFO", f"--concurrency={concurrency}", "--without-gossip",
             "--without-mingle"]
     if beat:
-        argv.append("-B")
+        schedule = schedule or ctx.data_dir / "beat" / "schedule"
+        schedule.parent.mkdir(parents=True, exist_ok=True)
+        argv += ["-B", f"--schedule-filename={schedule}"]
     celery_app.worker_main(argv)
 
 
