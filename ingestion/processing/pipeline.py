@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from db import models
 from db.base import utcnow
 from ingestion.processing.chunking import Chunk, chunk_documents, token_counter
+from ingestion.processing.dedup_index import PersistentDuplicateIndex
 from ingestion.processing.examples import (
     Draft,
     InteractionView,
@@ -100,7 +101,7 @@ class _TeamRun:
         self.router = TeamRouter(ctx.config, dict(sources))
         self.tokenizer = load_tokenizer(self.cfg.base_model, ctx.data_dir)
         self.counter = token_counter(self.tokenizer)
-        self.documents = DuplicateIndex(self.cfg.hygiene.near_duplicate_threshold)
+        self.documents = PersistentDuplicateIndex(ctx, self.team_id, self.cfg.hygiene.near_duplicate_threshold)
         self.chunks = DuplicateIndex(1.0)
         self.lines: dict[int, LineStats] = {}
         self.stats: Counter[str] = Counter()

@@ -143,9 +143,6 @@ def test_sigkill_mid_processing_then_rerun_equals_an_uninterrupted_run(tmp_path:
     assert examples == expected_examples
 
 
-@pytest.mark.xfail(strict=True, reason="near-duplicate detection holds within one processing run only "
-                   "(ingestion.processing.hygiene.DuplicateIndex is rebuilt empty by every run): a run that restarts after "
-                   "a kill, or an incremental run, keeps a near-copy of a page processed by an earlier run")
 def test_a_near_copy_is_caught_across_runs_as_within_one(make_ctx: Any, sqlite_url: str) -> None:
     r = random.Random(7)
     original = Document(external_id="page-3", title="Runbook 3", text=page(r, 3))
