@@ -281,7 +281,8 @@ class _TeamRun:
             from training.teacher import TeacherError, make_teacher
 
             try:
-                self._teacher = make_teacher(self.cfg.training, self.cfg.base_model, self.ctx.data_dir) or False
+                self._teacher = make_teacher(self.cfg.training, self.cfg.base_model, self.ctx.data_dir,
+                                             redis_url=self.ctx.redis_url) or False
             except TeacherError as exc:
                 log.warning("team %s: %s", self.team, exc)
                 self.stats["teacher_failures"] += 1
