@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from db import models
 from db.base import utcnow
+from ingestion.api.signals import SignalsCollector
 from tacit.context import Context
 from tacit.multiproc import multiprocess_enabled
 
@@ -44,7 +45,9 @@ class Metrics:
         self.internal_errors = Counter("tacit_http_internal_errors", "Requests answered 500 (server faults).",
                                        registry=r)
         self.backlog = _BacklogCollector(ctx)
+        self.signals = SignalsCollector(ctx)
         r.register(self.backlog)
+        r.register(self.signals)
 
     def render(self) -> bytes:
         if not multiprocess_enabled():
@@ -53,6 +56,7 @@ class Metrics:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(self.backlog)
+        registry.register(self.signals)
         return generate_latest(registry)
 
 

@@ -29,9 +29,40 @@ from ingestion.processing.hygiene import DuplicateIndex
 RECORD = np.dtype([("key", "<u8"), ("id", "<i8")])
 
 
-def index_path(ctx: Any, team_id: int, bands: int, rows: int) -> Path:
+def team_dir(ctx: Any, team_id: int) -> Path:
     database = hashlib.sha256(ctx.database_url.encode()).hexdigest()[:16]
-    return ctx.data_dir / "dedup" / database / f"team-{team_id}" / f"documents-b{bands}r{rows}.keys"
+    return ctx.data_dir / "dedup" / database / f"team-{team_id}"
+
+
+def index_path(ctx: Any, team_id: int, bands: int, rows: int) -> Path:
+    return team_dir(ctx, team_id) / f"documents-b{bands}r{rows}.keys"
+
+
+def drops_path(ctx: Any, team_id: int) -> Path:
+    """Documents dropped as near duplicates: (dropped id, kept id) records, for the metrics."""
+    return team_dir(ctx, team_id) / "dropped.records"
+
+
+def _append(path: Path, records: np.ndarray) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, records.tobytes())
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path) -> np.ndarray:
+    if not path.exists():
+        return np.empty(0, dtype=RECORD)
+    raw = path.read_bytes()
+    usable = len(raw) - len(raw) % RECORD.itemsize  # a torn last record is dropped
+    return np.frombuffer(raw[:usable], dtype=RECORD)
+
+
+def dropped_documents(ctx: Any, team_id: int) -> set[int]:
+    """Ids of the documents this team's processing dropped as near duplicates (ever)."""
+    return {int(i) for i in _read(drops_path(ctx, team_id))["key"]}
 
 
 class PersistentDuplicateIndex(DuplicateIndex):
@@ -41,28 +72,16 @@ class PersistentDuplicateIndex(DuplicateIndex):
         super().__init__(threshold)
         self.ctx = ctx
         self.path = index_path(ctx, team_id, self.bands, self.rows)
+        self.drops = drops_path(ctx, team_id)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        saved = self._load()
+        saved = _read(self.path)
         if len(saved):
             order = np.argsort(saved["key"], kind="stable")  # equal keys: the earliest id first
             self._runs.append((saved["key"][order].copy(), saved["id"][order].copy()))
 
-    def _load(self) -> np.ndarray:
-        if not self.path.exists():
-            return np.empty(0, dtype=RECORD)
-        raw = self.path.read_bytes()
-        usable = len(raw) - len(raw) % RECORD.itemsize  # a torn last record is dropped
-        return np.frombuffer(raw[:usable], dtype=RECORD)
-
     def add(self, keys: list[int], ident: int) -> None:
         super().add(keys, ident)
-        records = np.array([(k, ident) for k in keys], dtype=RECORD)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, records.tobytes())
-        finally:
-            os.close(fd)
+        _append(self.path, np.array([(k, ident) for k in keys], dtype=RECORD))
 
     def check_and_add(self, text: str, ident: int) -> int | None:
         """The id of a live earlier near duplicate of `text` (not `ident` itself), or None."""
@@ -72,6 +91,8 @@ class PersistentDuplicateIndex(DuplicateIndex):
         hit = min(live) if live else None
         if hit is None:
             self.add(keys, ident)
+        else:
+            _append(self.drops, np.array([(ident, hit)], dtype=RECORD))
         return hit
 
     def _live(self, ids: set[int]) -> set[int]:
