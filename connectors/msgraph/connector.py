@@ -16,7 +16,15 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from connectors.base import Checkpoint, Connector, Failure, SourceConfig, SyncGenerator, Tombstone
+from connectors.base import (
+    Checkpoint,
+    Connector,
+    Contributions,
+    Failure,
+    SourceConfig,
+    SyncGenerator,
+    Tombstone,
+)
 from connectors.http import HttpBudget
 from connectors.msgraph import drives, ids, mail, teams
 from connectors.msgraph.auth import make_credential
@@ -29,8 +37,19 @@ log = logging.getLogger(__name__)
 
 class GraphConnector(Connector):
     kind: ClassVar[str] = "msgraph"
+    rate_limit: ClassVar[tuple[float | None, int]] = (20.0, 20)
     Checkpoint: ClassVar[type[Checkpoint]] = GraphCheckpoint
     Settings: ClassVar[type[BaseModel]] = GraphSettings
+
+    @classmethod
+    def contributions(cls) -> Contributions:
+        """Change-notification routes, event handlers and subscription renewal (`connectors.msgraph.webhooks`).
+
+        Imported when the platform asks, so a sync or a configuration check loads only the pure connector.
+        """
+        from connectors.msgraph.webhooks import CONTRIBUTIONS
+
+        return CONTRIBUTIONS
 
     def __init__(self, source: SourceConfig, http: HttpBudget) -> None:
         super().__init__(source, http)

@@ -48,6 +48,7 @@ from fastapi.responses import JSONResponse, Response
 from kombu import Connection
 from sqlalchemy import func, select, text
 
+from connectors.registry import kinds, used_classes
 from connectors.webhook.connector import WebhookSettings
 from connectors.webhook.payload import PayloadError, headers_snapshot, parse_json, records_from_body
 from connectors.webhook.signatures import SignatureError, verify_github, verify_standard
@@ -181,17 +182,10 @@ def create_app(ctx: Context | None = None, *, process_teams: bool = True) -> Fas
 
 
 def _include_vendor_routers(app: FastAPI) -> None:
-    """The Notion and Graph endpoints, when installed; included first, so their paths win."""
-    import importlib
-
-    for module in ("connectors.notion.webhooks", "connectors.msgraph.webhooks"):
-        try:
-            router = importlib.import_module(module).router
-        except ImportError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue  # not in this installation yet
-            raise
-        app.include_router(router)
+    """The routes every installed connector contributes (Notion, Graph, …); included first, so their paths win."""
+    for cls in used_classes(kinds()):
+        for router in cls.contributions().routers:
+            app.include_router(router)
 
 
 def _send_to_workers(event_id: int) -> None:
