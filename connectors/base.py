@@ -227,7 +227,7 @@ class BeatEntry:
 
 @dataclass(frozen=True)
 class Contributions:
-    """What a connector adds to the platform besides syncing, found through the registry.
+    """What a connector adds to the platform besides syncing (`Connector.contributes`), found through the registry.
 
     `routers` are FastAPI routers mounted by `tacit serve` before the generic webhook route;
     `event_handlers` map a stored webhook event's channel to the function that turns it into
@@ -257,14 +257,11 @@ class Connector(ABC):
     #: credentials (`HttpBudget`); a source's `rate_limit` setting overrides the rate.
     rate_limit: ClassVar[tuple[float | None, int]] = (None, 1)
 
-    @classmethod
-    def contributions(cls) -> Contributions:
-        """Webhook routes, event handlers, beat entries and status fields this kind adds (none by default).
-
-        A connector whose platform half needs the web or worker layers imports it here, when the
-        platform asks, so syncing and validating a configuration load only the pure connector.
-        """
-        return NO_CONTRIBUTIONS
+    #: Where this kind's `Contributions` are, as "module:attribute" (entry-point syntax), or None.
+    #: The registry resolves it when the platform asks (`connectors.registry.contributions`), so
+    #: a vendor's platform half — webhook routes on the web and worker layers — stays out of a
+    #: sync or a configuration check, and the pure connector never imports upward.
+    contributes: ClassVar[str | None] = None
 
     def __init__(self, source: SourceConfig, http: HttpBudget) -> None:
         self.source = source

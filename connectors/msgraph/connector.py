@@ -19,7 +19,6 @@ from pydantic import BaseModel
 from connectors.base import (
     Checkpoint,
     Connector,
-    Contributions,
     Failure,
     SourceConfig,
     SyncGenerator,
@@ -38,18 +37,10 @@ log = logging.getLogger(__name__)
 class GraphConnector(Connector):
     kind: ClassVar[str] = "msgraph"
     rate_limit: ClassVar[tuple[float | None, int]] = (20.0, 20)
+    #: Webhook routes, event handlers and more: the platform half, in `connectors.msgraph.webhooks`.
+    contributes: ClassVar[str | None] = "connectors.msgraph.webhooks:CONTRIBUTIONS"
     Checkpoint: ClassVar[type[Checkpoint]] = GraphCheckpoint
     Settings: ClassVar[type[BaseModel]] = GraphSettings
-
-    @classmethod
-    def contributions(cls) -> Contributions:
-        """Change-notification routes, event handlers and subscription renewal (`connectors.msgraph.webhooks`).
-
-        Imported when the platform asks, so a sync or a configuration check loads only the pure connector.
-        """
-        from connectors.msgraph.webhooks import CONTRIBUTIONS
-
-        return CONTRIBUTIONS
 
     def __init__(self, source: SourceConfig, http: HttpBudget) -> None:
         super().__init__(source, http)

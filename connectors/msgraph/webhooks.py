@@ -351,7 +351,7 @@ def beat_entries(sources: Sequence[SourceConfig], public_url: str | None) -> lis
     return [BeatEntry("renew-graph-subscriptions", "tacit.renew_graph_subscriptions", "17 * * * *")]
 
 
-#: What the Graph connector adds to the platform (`GraphConnector.contributions()`).
+#: What the Graph connector adds to the platform (`GraphConnector.contributes`).
 CONTRIBUTIONS = Contributions(
     routers=(router,),
     event_handlers={CHANNEL: process_notifications, LIFECYCLE: process_lifecycle},

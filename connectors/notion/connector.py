@@ -32,7 +32,6 @@ from connectors.base import (
     AuthError,
     CheckpointMark,
     Connector,
-    Contributions,
     Document,
     Failure,
     Interaction,
@@ -95,22 +94,14 @@ class NotionConnector(Connector):
     kind: ClassVar[str] = "notion"
     #: "an average of three requests per second" (https://developers.notion.com/reference/request-limits)
     rate_limit: ClassVar[tuple[float | None, int]] = (3.0, 3)
+    #: Webhook routes, event handlers and more: the platform half, in `connectors.notion.webhooks`.
+    contributes: ClassVar[str | None] = "connectors.notion.webhooks:CONTRIBUTIONS"
     Checkpoint: ClassVar[type[BaseCheckpoint]] = NotionCheckpoint
     Settings: ClassVar[type[BaseModel]] = NotionSettings
     #: Pages between two checkpoint marks (a killed sync re-reads at most this many).
     MARK_EVERY: ClassVar[int] = 20
 
     settings: NotionSettings
-
-    @classmethod
-    def contributions(cls) -> Contributions:
-        """Webhook routes, event handlers and the verification-token status (`connectors.notion.webhooks`).
-
-        Imported when the platform asks, so a sync or a configuration check loads only the pure connector.
-        """
-        from connectors.notion.webhooks import CONTRIBUTIONS
-
-        return CONTRIBUTIONS
 
     def __init__(self, source: Any, http: Any) -> None:
         super().__init__(source, http)

@@ -247,7 +247,7 @@ def _stale(ctx: Context, source_name: str, ids: list[str], seen: set[str], gone:
             yield Tombstone(external_id=external_id, reason="discussion resolved or deleted")
 
 
-#: What the Notion connector adds to the platform (`NotionConnector.contributions()`).
+#: What the Notion connector adds to the platform (`NotionConnector.contributes`).
 CONTRIBUTIONS = Contributions(
     routers=(router,),
     event_handlers={CHANNEL: process_notion_event},

@@ -48,7 +48,7 @@ from fastapi.responses import JSONResponse, Response
 from kombu import Connection
 from sqlalchemy import func, select, text
 
-from connectors.registry import kinds, used_classes
+from connectors.registry import contributions, kinds, used_classes
 from connectors.webhook.connector import WebhookSettings
 from connectors.webhook.payload import PayloadError, headers_snapshot, parse_json, records_from_body
 from connectors.webhook.signatures import SignatureError, verify_github, verify_standard
@@ -184,7 +184,7 @@ def create_app(ctx: Context | None = None, *, process_teams: bool = True) -> Fas
 def _include_vendor_routers(app: FastAPI) -> None:
     """The routes every installed connector contributes (Notion, Graph, …); included first, so their paths win."""
     for cls in used_classes(kinds()):
-        for router in cls.contributions().routers:
+        for router in contributions(cls).routers:
             app.include_router(router)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from connectors.registry import connector_class
+from connectors.registry import connector_class, contributions
 from db import models
 from tacit.context import Context
 from tacit.secrets import is_sealed
@@ -94,7 +94,7 @@ def source_detail(ctx: Context, name: str) -> dict[str, Any]:
                 "tombstones": r.tombstones, "failures": r.failures, "requests": r.requests, "error": r.error,
             } for r in runs],
         }
-    status = connector_class(detail["kind"]).contributions().status
+    status = contributions(connector_class(detail["kind"])).status
     if status is not None:
         detail.update(status(ctx, name))
     return detail

@@ -21,7 +21,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.base import Failure
-from connectors.registry import connector_class
+from connectors.registry import connector_class, contributions
 from connectors.webhook.connector import WebhookSettings
 from connectors.webhook.payload import PayloadError, parse_json, records_from_body
 from connectors.webhook.records import records_from_payload
@@ -37,7 +37,7 @@ _INVALID_UTF8 = "\x00invalid-utf8"
 
 #: A stored event's channel → the function turning it into records (or running a fetch) for its
 #: source. The record format ("webhook", "import") is the default; a vendor channel's handler is
-#: one of its connector's contributions (`Connector.contributions().event_handlers`).
+#: one of its connector's contributions (`Contributions.event_handlers`).
 EventHandler = Callable[[Context, models.WebhookEvent, str], SyncSummary | None]
 
 
@@ -47,7 +47,7 @@ class EventRejected(ValueError):
 
 def _channel_handler(kind: str, channel: str) -> EventHandler:
     """The handler the source's connector (of `kind`) contributes for `channel`; the record format otherwise."""
-    handlers = connector_class(kind).contributions().event_handlers
+    handlers = contributions(connector_class(kind)).event_handlers
     return handlers.get(channel, _record_format_handler)
 
 

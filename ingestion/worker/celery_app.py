@@ -9,7 +9,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.schedules import crontab
 
-from connectors.registry import used_classes
+from connectors.registry import contributions, used_classes
 from tacit.config import TacitConfig, load_config
 
 QUEUES = ("sync", "process", "train")
@@ -58,7 +58,7 @@ def beat_schedule(config: TacitConfig) -> dict[str, dict]:  # type: ignore[type-
                 "task": "tacit.sync_source", "schedule": _crontab(source.schedule), "args": (source.name,),
             }
     for cls in used_classes([s.kind for s in config.sources]):
-        beat = cls.contributions().beat
+        beat = contributions(cls).beat
         sources = [s for s in config.sources if s.kind == cls.kind]
         for entry in beat(sources, config.api.public_url) if beat else []:
             schedule[entry.name] = {"task": entry.task, "schedule": _crontab(entry.cron), "args": entry.args}

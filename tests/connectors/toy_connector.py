@@ -55,9 +55,7 @@ class ToyConnector(Connector):
     Checkpoint: ClassVar[type[Checkpoint]] = ToyCheckpoint
     rate_limit: ClassVar[tuple[float | None, int]] = (50.0, 5)
 
-    @classmethod
-    def contributions(cls) -> Contributions:
-        return CONTRIBUTIONS
+    contributes: ClassVar[str | None] = "tests.connectors.toy_connector:CONTRIBUTIONS"
 
     def check(self) -> None:
         return None
