@@ -20,6 +20,7 @@ from connectors.registry import connector_class
 from db import models
 from db.session import migrate, session_scope
 from tacit.config import SourceConfig, TacitConfig, load_config
+from tacit.errors import UnknownSource, UnknownTeam
 from tacit.secrets import SecretBox, redact_in_logs, secret_values
 
 log = logging.getLogger(__name__)
@@ -97,14 +98,14 @@ class Context:
         row = session.scalar(select(models.Source).where(models.Source.name == name))
         if row is None:
             self.config.source(name)  # raises a ConfigError naming the source
-            raise LookupError(f"source {name!r} is not in the database")
+            raise UnknownSource(f"source {name!r} is not in the database")
         return row
 
     def team_row(self, session: Session, name: str) -> models.Team:
         row = session.scalar(select(models.Team).where(models.Team.name == name))
         if row is None:
             self.config.team(name)
-            raise LookupError(f"team {name!r} is not in the database")
+            raise UnknownTeam(f"team {name!r} is not in the database")
         return row
 
     def http_budget(self, source: SourceConfig, **kwargs: object) -> HttpBudget:
