@@ -24,6 +24,39 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.http import HttpBudget
 
+
+# --------------------------------------------------------------------------- storable text
+def clean_text(value: str) -> str:
+    """Without NUL characters and lone surrogates: what every database can store."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def clean_strings(value: Any) -> Any:
+    """`value` with `clean_text` applied to every string inside it (lists, dicts, records), recursively.
+
+    Returns the very same object when nothing needed cleaning, so the common case copies nothing.
+    """
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        items = [clean_strings(v) for v in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    if isinstance(value, dict):
+        pairs = [(clean_strings(k), clean_strings(v)) for k, v in value.items()]
+        changed = any(k2 is not k or v2 is not v for (k2, v2), (k, v) in zip(pairs, value.items(), strict=True))
+        return dict(pairs) if changed else value
+    if isinstance(value, BaseModel):
+        changes = {k: c for k, v in value.__dict__.items() if (c := clean_strings(v)) is not v}
+        return value.model_copy(update=changes) if changes else value
+    return value
+
+
 #: What a team or source name may be (it appears in URLs, paths and Celery task arguments).
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
@@ -103,7 +136,7 @@ class Document(_Record):
     @field_validator("text", "title")
     @classmethod
     def _no_nul(cls, value: str) -> str:
-        return value.replace("\x00", "")
+        return clean_text(value)
 
     def content_hash(self) -> str:
         """Hash of everything that, when changed, makes a new version of the document."""
@@ -130,7 +163,7 @@ class Message(BaseModel):
     @field_validator("text")
     @classmethod
     def _no_nul(cls, value: str) -> str:
-        return value.replace("\x00", "")
+        return clean_text(value)
 
 
 class Interaction(_Record):

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from db import models
 from db.base import utcnow
+from tacit.context import Context
 from tacit.errors import AdapterStateError, NoAdapter
 from training.data import knowledge_ids, lineage_chain
 
@@ -97,7 +98,7 @@ def as_dict(session: Session, row: models.Adapter) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the CLI's functions
-def list_versions(ctx: Any, team: str) -> list[dict[str, Any]]:
+def list_versions(ctx: Context, team: str) -> list[dict[str, Any]]:
     with ctx.session() as session:
         team_row = ctx.team_row(session, team)
         return [as_dict(session, row) for row in versions(session, team_row.id)]
@@ -148,7 +149,7 @@ def deleted_documents(session: Session, row: models.Adapter) -> dict[str, Any]:
     }
 
 
-def show_version(ctx: Any, team: str, version: int | None = None) -> dict[str, Any]:
+def show_version(ctx: Context, team: str, version: int | None = None) -> dict[str, Any]:
     with ctx.session() as session:
         team_row = ctx.team_row(session, team)
         row = get_version(session, team_row, version)
@@ -171,7 +172,7 @@ def _activate(session: Session, team_id: int, row: models.Adapter, reason: str) 
     return previous
 
 
-def promote(ctx: Any, team: str, version: int, reason: str) -> str:
+def promote(ctx: Context, team: str, version: int, reason: str) -> str:
     """Make `version` the active one (by hand, or by the gate)."""
     with ctx.session() as session:
         team_row = ctx.team_row(session, team)
@@ -186,7 +187,7 @@ def promote(ctx: Any, team: str, version: int, reason: str) -> str:
         return f"{team}: version {version} is active{before}"
 
 
-def rollback(ctx: Any, team: str) -> str:
+def rollback(ctx: Context, team: str) -> str:
     """Back to the version that was active before the current one; the current one is rejected."""
     with ctx.session() as session:
         team_row = ctx.team_row(session, team)
@@ -245,7 +246,7 @@ def check_adapter_dir(path: Path) -> dict[str, Any]:
     return config
 
 
-def export(ctx: Any, team: str, dest: Path | str, version: int | None = None) -> Path:
+def export(ctx: Context, team: str, dest: Path | str, version: int | None = None) -> Path:
     """Copy a version's PEFT directory to `dest` (validated), with a `tacit.json` describing it."""
     dest = Path(dest)
     with ctx.session() as session:
