@@ -67,6 +67,7 @@ class GraphApi:
             ("GET", rf"drives/{s}/items/{s}/delta", self.drive_delta, "Files.Read.All"),
             ("GET", rf"drives/{s}/items/{s}", self.drive_item, "Files.Read.All"),
             ("GET", rf"drives/{s}/items/{s}/content", self.content, "Files.Read.All"),
+            ("GET", rf"drives/{s}/items/{s}/children", self.children, "Files.Read.All"),
             ("GET", rf"drives/{s}/items/{s}/permissions", self.permissions, "Files.Read.All"),
             ("GET", rf"users/{s}/mailFolders/{s}/messages/delta", self.mail_delta, "Mail.Read"),
             ("GET", rf"users/{s}/messages", self.messages, "Mail.Read"),
@@ -202,7 +203,11 @@ class GraphApi:
     def drive(self, drive_id: str, **_: Any) -> Reply:
         return Reply(200, self._drive_json(drive_id))
 
-    def item_json(self, item: Item) -> dict[str, Any]:
+    def item_json(self, item: Item, *, with_path: bool = True) -> dict[str, Any]:
+        """A driveItem. `with_path=False` for delta answers: "The parentReference property on items will not
+        include a value for path ... When using delta you should always track items by id"
+        (https://learn.microsoft.com/graph/api/driveitem-delta#remarks); `/items/{id}` and children
+        carry it (https://learn.microsoft.com/graph/api/resources/itemreference)."""
         st = self.state
         drive = st.drives[item.drive_id]
         ref = {"driveId": drive.id, "driveType": drive.drive_type}
@@ -210,7 +215,8 @@ class GraphApi:
             ref["siteId"] = drive.site_id
         if item.parent_id:
             ref["id"] = item.parent_id
-            ref["path"] = st.folder_path(item)
+            if with_path:
+                ref["path"] = st.folder_path(item)
         if item.deleted:
             return {"id": item.id, "deleted": {"state": "deleted"}, "parentReference": ref,
                     "lastModifiedDateTime": iso(item.modified)}
@@ -240,7 +246,8 @@ class GraphApi:
             return error(400, "invalidRequest", "Delta is only supported on the root of a drive.")
         path = f"drives/{quote(drive_id)}/root/delta"
         return self._delta(f"drive:{drive_id}", query, base, path,
-                           lambda a, b: self.state.drive_changes(drive_id, a, b), lambda x, _: self.item_json(x))
+                           lambda a, b: self.state.drive_changes(drive_id, a, b),
+                           lambda x, _: self.item_json(x, with_path=False))
 
     def _item(self, drive_id: str, item_ref: str) -> Item:
         st = self.state
@@ -251,6 +258,14 @@ class GraphApi:
 
     def drive_item(self, drive_id: str, item_ref: str, **_: Any) -> Reply:
         return Reply(200, self.item_json(self._item(drive_id, item_ref)))
+
+    def children(self, drive_id: str, item_ref: str, *, query: dict[str, str], base: str, **_: Any) -> Reply:
+        """https://learn.microsoft.com/graph/api/driveitem-list-children: the items in a folder, paged."""
+        folder = self._item(drive_id, item_ref)
+        kids = sorted((i for i in self.state.items.values() if i.parent_id == folder.id and not i.deleted),
+                      key=lambda i: i.name.lower())
+        return self._page([self.item_json(i) for i in kids], query, base,
+                          f"drives/{quote(drive_id)}/items/{quote(folder.id)}/children", default_top=200)
 
     def download_token(self, item: Item) -> str:
         sig = hmac.new(self.sb.download_key, f"{item.id}/{item.version}".encode(), hashlib.sha256).hexdigest()[:32]
@@ -363,10 +378,13 @@ class GraphApi:
         channel = self._channel(tid, cid)
         if not channel.delta_supported:
             return error(400, "BadRequest", "Delta query is not supported for this channel.")
+        # "Retrieve the list of messages (without the replies) in a channel of a team ... To get the
+        # replies for a message, use the list message replies or the get message reply operation"
+        # (https://learn.microsoft.com/graph/api/chatmessage-delta): roots only, `$expand` or not.
         path = f"teams/{quote(tid)}/channels/{quote(cid)}/messages/delta"
         return self._delta(f"channel:{tid}:{cid}", query, base, path,
                            lambda a, b: self.state.channel_changes(tid, cid, a, b),
-                           lambda m, options: self.chat_json(m, expand="replies" in options.get("$expand", "")))
+                           lambda m, _: self.chat_json(m))
 
     def channel_messages(self, tid: str, cid: str, *, query: dict[str, str], base: str, **_: Any) -> Reply:
         self._channel(tid, cid)
@@ -384,6 +402,10 @@ class GraphApi:
     def channel_replies(self, tid: str, cid: str, mid: str, *, query: dict[str, str], base: str, **_: Any) -> Reply:
         self._channel(tid, cid)
         self.state.messages[mid]
+        # https://learn.microsoft.com/graph/api/chatmessage-list-replies: `$top` up to 50, the rest
+        # behind `@odata.nextLink`; only the replies, not the message itself.
+        if int(query.get("$top", "50")) > 50:
+            return error(400, "BadRequest", "The page size must be between 1 and 50.")
         replies = [self.chat_json(r) for r in self.state.replies(mid)]
         return self._page(replies, query, base, f"teams/{quote(tid)}/channels/{quote(cid)}/messages/{mid}/replies",
-                          default_top=50)
+                          default_top=20)
