@@ -117,7 +117,12 @@ class GraphApi:
     def _delta(self, scope: str, query: dict[str, str], base: str, path: str,
                changes: Callable[[int, int], list[Any]],
                render: Callable[[Any, dict[str, str]], dict[str, Any]]) -> Reply:
-        """One page of a delta round; tokens carry (scope, since, upto, offset, epoch)."""
+        """One page of a delta round; tokens carry (scope, since, upto, offset, epoch).
+
+        Graph encodes the first request's query options into its nextLink/deltaLink and a client
+        follows those links unchanged (https://learn.microsoft.com/graph/delta-query-overview); a
+        token that is too old answers 410 Gone with `resyncRequired` and a `Location` to start over
+        (https://learn.microsoft.com/graph/api/driveitem-delta#response-1)."""
         st = self.state
         token = query.get("$deltatoken") or query.get("$skiptoken") or query.get("token")
         since, upto, offset = 0, st.seq, 0
@@ -242,6 +247,9 @@ class GraphApi:
     def drive_delta(self, drive_id: str, item_ref: str = "root", *, query: dict[str, str], base: str,
                     **_: Any) -> Reply:
         drive = self.state.drives[drive_id]
+        # "In OneDrive for Business and SharePoint, delta is only supported on the root folder"
+        # (https://learn.microsoft.com/graph/api/driveitem-delta); a deleted item carries the `deleted`
+        # facet; an expired token answers 410 Gone `resyncRequired` (see `_delta`).
         if item_ref not in ("root", drive.root_id):
             return error(400, "invalidRequest", "Delta is only supported on the root of a drive.")
         path = f"drives/{quote(drive_id)}/root/delta"
@@ -282,6 +290,8 @@ class GraphApi:
                                              f"&tempauth={self.download_token(item)}"})
 
     def permissions(self, drive_id: str, item_ref: str, **_: Any) -> Reply:
+        """https://learn.microsoft.com/graph/api/driveitem-list-permissions: `permission` objects with
+        `grantedToV2` / `grantedToIdentitiesV2` and sharing `link`s (https://learn.microsoft.com/graph/api/resources/permission)."""
         return Reply(200, {"value": list(self._item(drive_id, item_ref).permissions)})
 
     # ------------------------------------------------------------------ mail
@@ -291,7 +301,17 @@ class GraphApi:
             raise KeyError(ref)
         return box
 
-    def mail_json(self, mail: Mail) -> dict[str, Any]:
+    def mail_json(self, mail: Mail, select: str = "") -> dict[str, Any]:
+        """A message; with `$select`, only the selected properties (and `id`), as Graph answers
+        (https://learn.microsoft.com/graph/query-parameters#select-parameter): a client cannot rely on
+        a property it did not ask for."""
+        full = self._mail_json(mail)
+        fields = {f.strip() for f in select.split(",") if f.strip()}
+        if not fields or mail.deleted:
+            return full
+        return {k: v for k, v in full.items() if k in fields or k in ("id", "@odata.type", "@odata.etag")}
+
+    def _mail_json(self, mail: Mail) -> dict[str, Any]:
         if mail.deleted:
             return {"@odata.type": "#microsoft.graph.message", "id": mail.id, "@removed": {"reason": "deleted"}}
         addr = [{"emailAddress": {"name": p.name, "address": p.email}} for p in mail.to]
@@ -313,10 +333,12 @@ class GraphApi:
             (f for f in box.folders.values() if f.well_known == folder_ref.lower()), None)
         if folder is None:
             raise KeyError(folder_ref)
+        # "Delta query is a per-folder operation" (https://learn.microsoft.com/graph/delta-query-messages);
+        # a removed message comes back as its id with `@removed` (https://learn.microsoft.com/graph/api/message-delta).
         path = f"users/{quote(mbx)}/mailFolders/{quote(folder_ref)}/messages/delta"
         return self._delta(f"mail:{box.address}:{folder.id}", query, base, path,
                            lambda a, b: self.state.folder_changes(box.address, folder.id, a, b),
-                           lambda x, _: self.mail_json(x))
+                           lambda x, options: self.mail_json(x, options.get("$select", "")))
 
     def messages(self, mbx: str, *, query: dict[str, str], base: str, **_: Any) -> Reply:
         box = self._mailbox(mbx)
@@ -327,16 +349,18 @@ class GraphApi:
             if not m:
                 return error(400, "ErrorInvalidUrlQueryFilter", "The filter is not supported by the sandbox.")
             mails = [x for x in mails if x.conversation_id == m.group(1)]
+        # https://learn.microsoft.com/graph/api/user-list-messages: `$filter`, `$select`, `$top` (default 10)
         mails.sort(key=lambda x: x.sent)
-        return self._page([self.mail_json(x) for x in mails], query, base, f"users/{quote(mbx)}/messages",
+        select = query.get("$select", "")
+        return self._page([self.mail_json(x, select) for x in mails], query, base, f"users/{quote(mbx)}/messages",
                           default_top=10)
 
-    def message(self, mbx: str, mid: str, **_: Any) -> Reply:
+    def message(self, mbx: str, mid: str, *, query: dict[str, str], **_: Any) -> Reply:
         box = self._mailbox(mbx)
         mail = self.state.mails[mid]
         if mail.deleted or mail.mailbox != box.address:
             raise KeyError(mid)
-        return Reply(200, self.mail_json(mail))
+        return Reply(200, self.mail_json(mail, query.get("$select", "")))
 
     # ------------------------------------------------------------------ teams
     def team(self, tid: str, **_: Any) -> Reply:
