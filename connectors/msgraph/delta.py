@@ -33,12 +33,15 @@ PageHandler = Callable[[dict[str, Any]], AsyncIterator[Any]]
 
 async def walk(w: Walker, cp: GraphCheckpoint, key: str, first: Callable[[], RequestInformation], *,
                what: str, permission: str, handle: PageHandler, on_restart: Callable[[], None] | None = None,
-               missing: str | None = None) -> AsyncIterator[Any]:
+               missing: str | None = None, holding: Callable[[], bool] | None = None) -> AsyncIterator[Any]:
     """Run (or resume) the delta round of scope `key`, yielding what `handle` makes of each page and a
     checkpoint mark after it. `first()` builds the request that starts a round from scratch;
     `on_restart` forgets per-scope state the connector keeps beside the cursor (a 410 means the
     server wants the client to replace what it knows); `missing`, when given, turns a 404 into
-    that `ConfigError` (a configured mailbox or folder that does not exist)."""
+    that `ConfigError` (a configured mailbox or folder that does not exist). A handler may keep items
+    of a page for the next one (to fill a `$batch`; it must let go of everything on the round's last
+    page, the one without `@odata.nextLink`): while `holding()` says so, no mark is yielded, so a
+    resumed sync starts from a page whose items were all written."""
     url = w.cursor(cp, key)
     restarts = 0
     while True:
@@ -64,7 +67,8 @@ async def walk(w: Walker, cp: GraphCheckpoint, key: str, first: Callable[[], Req
         next_link = page.get("@odata.nextLink")
         if next_link:
             url = cp.pending[key] = next_link
-            yield w.mark(cp)
+            if holding is None or not holding():
+                yield w.mark(cp)
             continue
         cp.pending.pop(key, None)
         if page.get("@odata.deltaLink"):

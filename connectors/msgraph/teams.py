@@ -49,7 +49,7 @@ from msgraph.generated.teams.item.channels.item.messages.messages_request_builde
 
 from connectors.base import ConfigError, Failure, Interaction, Message, Tombstone
 from connectors.msgraph import delta, ids
-from connectors.msgraph.client import BadRequest, NotFound, translate
+from connectors.msgraph.client import MAX_BATCH, BadRequest, NotFound, translate
 from connectors.msgraph.mailtext import body_text
 from connectors.msgraph.settings import GraphCheckpoint
 from connectors.msgraph.walker import Walker, parse_time
@@ -105,15 +105,33 @@ async def _delta(w: Walker, team: Any, channel: Any, cp: GraphCheckpoint, touche
     config = RequestConfiguration(query_parameters=DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
         expand=["replies"], top=PAGE))
 
+    held: list[dict[str, Any]] = []  # roots kept for the next page, so each `$batch` of replies is full
+
     async def handle(page: dict[str, Any]) -> AsyncIterator[Any]:
-        for record in await thread_records(w, team, channel, cp, page.get("value") or [], touched):
+        held.extend(page.get("value") or [])
+        unread = sum(1 for r in held if not isinstance(r.get("replies"), list))
+        last = not page.get("@odata.nextLink")
+        cut = len(held) if last or unread % MAX_BATCH == 0 else _cut(held, unread - unread % MAX_BATCH)
+        ready, held[:] = held[:cut], held[cut:]
+        for record in await thread_records(w, team, channel, cp, ready, touched):
             yield record
 
     async for record in delta.walk(w, cp, scope_key(team.id, channel.id),
                                    lambda: builder.to_get_request_information(config),
                                    what=f"messages of channel {channel.display_name}", permission=PERMISSION,
-                                   handle=handle):
+                                   handle=handle, holding=lambda: bool(held), on_restart=held.clear):
         yield record
+
+
+def _cut(roots: list[dict[str, Any]], unread: int) -> int:
+    """How many of `roots` to write now so that exactly `unread` of them need their replies read."""
+    seen = 0
+    for n, root in enumerate(roots):
+        if not isinstance(root.get("replies"), list):
+            if seen == unread:
+                return n
+            seen += 1
+    return len(roots)
 
 
 async def _listing(w: Walker, team: Any, channel: Any, cp: GraphCheckpoint, touched: set[str]) -> AsyncIterator[Any]:

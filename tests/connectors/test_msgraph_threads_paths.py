@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from connectors.base import CheckpointExpired, Document, Failure, Interaction, Tombstone
+from connectors.base import CheckpointExpired, CheckpointMark, Document, Failure, Interaction, Tombstone
 from connectors.msgraph import ids
 from connectors.msgraph.settings import GraphCheckpoint
 from connectors.sandbox.graph import GraphSandbox, files
@@ -186,3 +186,27 @@ def test_every_delta_restarts_once_after_410_then_gives_up(sandbox: tuple[GraphS
     with pytest.raises(CheckpointExpired):
         list(c.sync(cp))
     assert c.sync_stats["delta_restarts"] == 1
+
+
+def test_a_teams_sync_resumed_from_any_mark_loses_no_thread(sandbox: tuple[GraphSandbox, Workspace]) -> None:
+    sb, ws = sandbox
+    space, st = ws.teams["platform"], sb.state
+    channel = space.channels["Help"]
+    author = next(m for m in st.messages.values() if m.team_id == space.team_id).author
+    for n in range(75):  # two delta pages of at most 50 roots; replies read twenty threads a $batch
+        root = st.post_message(space.team_id, channel, f"<p>Question {n}?</p>", author=author)
+        st.post_message(space.team_id, channel, f"<p>Answer {n}.</p>", author=author, reply_to=root.id)
+    c = connector(sb, ws, sites=[], users=[], mailboxes=[])
+    c.check()
+    stream = list(c.sync(None))
+    every = {r.external_id for r in stream if isinstance(r, Interaction)}
+    marks = [n for n, r in enumerate(stream) if isinstance(r, CheckpointMark)]
+    assert len(every) >= 75 and len(marks) >= 2
+    for n in marks:
+        before = {r.external_id for r in stream[:n] if isinstance(r, Interaction)}
+        c.check()
+        after, _ = run(c, stream[n].checkpoint)  # type: ignore[union-attr]
+        resumed = {r.external_id for r in after if isinstance(r, Interaction)}
+        assert before | resumed == every, n
+        assert all(len(r.messages) == 2 for r in after if isinstance(r, Interaction)
+                   and r.messages[0].text.startswith("Question"))
