@@ -8,6 +8,7 @@ builds folder paths from the folder items, by id, across incremental syncs and f
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -210,3 +211,48 @@ def test_a_teams_sync_resumed_from_any_mark_loses_no_thread(sandbox: tuple[Graph
         assert before | resumed == every, n
         assert all(len(r.messages) == 2 for r in after if isinstance(r, Interaction)
                    and r.messages[0].text.startswith("Question"))
+
+
+# --------------------------------------------------------------------------- other reference behaviours of the sandbox
+def test_sandbox_batch_wants_relative_urls_and_may_answer_out_of_order(sandbox: tuple[GraphSandbox, Workspace]
+                                                                       ) -> None:
+    sb, ws = sandbox
+    drive_id = ws.teams["platform"].drive_id
+    requests = [{"id": str(n), "method": "GET", "url": f"/drives/{drive_id}/items/{i}/permissions"}
+                for n, i in enumerate(list(ws.teams["platform"].items.values())[:3])]
+    requests.append({"id": "abs", "method": "GET", "url": f"{sb.url}/v1.0/drives/{drive_id}"})
+    answer = httpx.post(f"{sb.url}/v1.0/$batch", json={"requests": requests},
+                        headers={"Authorization": f"Bearer {sb.static_token}"}).json()["responses"]
+    assert [r["id"] for r in answer] != [r["id"] for r in requests]  # order is not promised
+    by_id = {r["id"]: r for r in answer}
+    assert {by_id[str(n)]["status"] for n in range(3)} == {200} and by_id["abs"]["status"] == 400
+    too_many = [{"id": str(n), "method": "GET", "url": f"/drives/{drive_id}"} for n in range(21)]
+    assert httpx.post(f"{sb.url}/v1.0/$batch", json={"requests": too_many},
+                      headers={"Authorization": f"Bearer {sb.static_token}"}).status_code == 400
+
+
+def test_sandbox_mail_delta_answers_only_the_selected_properties(sandbox: tuple[GraphSandbox, Workspace]) -> None:
+    sb, ws = sandbox
+    box = ws.teams["platform"].mailbox
+    page = get(sb, f"users/{box}/mailFolders/inbox/messages/delta?$select=conversationId")
+    assert page["value"] and all(set(m) <= {"id", "@odata.type", "conversationId"} for m in page["value"])
+    following = get(sb, page.get("@odata.nextLink") or page["@odata.deltaLink"])  # the options travel in the link
+    assert all("body" not in m for m in following["value"])
+
+
+def test_sandbox_subscriptions_follow_the_resource_rules(sandbox: tuple[GraphSandbox, Workspace]) -> None:
+    sb, ws = sandbox
+    space = ws.teams["platform"]
+    soon = (sb.now() + timedelta(minutes=50)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    later = (sb.now() + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def create(resource: str, change: str, expires: str) -> httpx.Response:
+        return httpx.post(f"{sb.url}/v1.0/subscriptions", headers={"Authorization": f"Bearer {sb.static_token}"},
+                          json={"resource": resource, "changeType": change, "expirationDateTime": expires,
+                                "notificationUrl": "http://127.0.0.1:9/none"})
+
+    drive = create(f"drives/{space.drive_id}/root", "created,updated", soon)
+    assert drive.status_code == 400 and "updated" in drive.json()["error"]["message"]
+    channel = next(iter(space.channels.values()))
+    teams = create(f"teams/{space.team_id}/channels/{channel}/messages", "created", later)
+    assert teams.status_code == 400 and "lifecycleNotificationUrl" in teams.json()["error"]["message"]
