@@ -266,43 +266,40 @@ async def _read_replies(w: Walker, team_id: str, channel: Any, root_ids: list[st
 
 
 async def _recheck(w: Walker, team: Any, channel: Any, cp: GraphCheckpoint, touched: set[str]) -> AsyncIterator[Any]:
-    """Re-read the replies of known threads this run did not return; write those whose replies changed."""
-    key = scope_key(team.id, channel.id)
-    known = cp.threads.setdefault(key, {})
+    """Re-read the replies of known threads this run did not return; write those whose replies changed.
+    A thread whose replies cannot be found any more (404) is gone; another failure is retried next run."""
+    known = cp.threads.setdefault(scope_key(team.id, channel.id), {})
     stale = [rid for rid in known if rid not in touched]
     for start in range(0, len(stale), RECHECK_CHUNK):
         chunk = stale[start:start + RECHECK_CHUNK]
-        replies = await _read_replies(w, team.id, channel, chunk)
-        changed = [rid for rid in chunk if not isinstance(replies[rid], Failure)
-                   and fingerprint(replies[rid]) != known.get(rid)]  # type: ignore[arg-type]
-        for rid in chunk:
-            if isinstance(replies[rid], Failure) and rid not in changed:
-                if (replies[rid].retryable):  # type: ignore[union-attr]
-                    yield replies[rid]
-                else:  # the root is gone: its thread with it
+        changed: dict[str, list[dict[str, Any]]] = {}
+        for rid, got in (await _read_replies(w, team.id, channel, chunk)).items():
+            if isinstance(got, Failure):
+                if not got.retryable:
                     known.pop(rid, None)
-                    yield Tombstone(external_id=ids.channel_thread(team.id, channel.id, rid), reason="deleted")
-        roots = await _read_roots(w, team.id, channel, changed)
-        for rid in changed:
+                yield got if got.retryable else _gone(team.id, channel.id, rid)
+            elif fingerprint(got) != known.get(rid):
+                changed[rid] = got
+        roots = await _read_roots(w, team.id, channel, list(changed))
+        for rid, got in changed.items():
             root = roots.get(rid)
-            if root is None:
-                known.pop(rid, None)
-                yield Tombstone(external_id=ids.channel_thread(team.id, channel.id, rid), reason="deleted")
-                continue
             if isinstance(root, Failure):
                 yield root
                 continue
-            got = replies[rid]
-            record = thread_record(w, team, channel, root, got)  # type: ignore[arg-type]
-            if isinstance(record, Tombstone):
-                known.pop(rid, None)
+            record = _gone(team.id, channel.id, rid) if root is None else thread_record(w, team, channel, root, got)
+            if isinstance(record, Interaction):
+                known[rid] = fingerprint(got)
             else:
-                known[rid] = fingerprint(got)  # type: ignore[arg-type]
+                known.pop(rid, None)
             if record is not None:
                 yield record
         w.stats["threads_rechecked"] += len(chunk)
         w.stats["threads_with_new_replies"] += len(changed)
         yield w.mark(cp)
+
+
+def _gone(team_id: str, channel_id: str, root_id: str) -> Tombstone:
+    return Tombstone(external_id=ids.channel_thread(team_id, channel_id, root_id), reason="deleted")
 
 
 async def _read_roots(w: Walker, team_id: str, channel: Any, root_ids: list[str]

@@ -411,12 +411,18 @@ class GraphApi:
                            lambda m, _: self.chat_json(m))
 
     def channel_messages(self, tid: str, cid: str, *, query: dict[str, str], base: str, **_: Any) -> Reply:
+        """https://learn.microsoft.com/graph/api/channel-list-messages: root messages, `$top` 20 by default and
+        at most 50; `$expand=replies` is documented here (up to 1,000 replies, then `replies@odata.nextLink`;
+        the sandbox's threads stay far below that)."""
         self._channel(tid, cid)
+        if int(query.get("$top", "20")) > 50:
+            return error(400, "BadRequest", "The page size must be between 1 and 50.")
         expand = "replies" in query.get("$expand", "")
         roots = [self.chat_json(m, expand=expand) for m in self.state.channel_roots(tid, cid)]
         return self._page(roots, query, base, f"teams/{quote(tid)}/channels/{quote(cid)}/messages", default_top=20)
 
     def channel_message(self, tid: str, cid: str, mid: str, *, query: dict[str, str], **_: Any) -> Reply:
+        """https://learn.microsoft.com/graph/api/chatmessage-get: one message; `$expand=replies` honoured."""
         self._channel(tid, cid)
         msg = self.state.messages[mid]
         if msg.channel_id != cid:
