@@ -51,7 +51,7 @@ def main() -> None:
     import os
 
     os.environ.setdefault("TACIT_SECRET_KEY", "ZmRlYWRiZWVmZGVhZGJlZWZkZWFkYmVlZmRlYWRiZWU=")
-    from ingestion.runner import run_sync
+    from ingestion.corpus.runner import run_sync
     from tacit.context import Context
 
     with GraphSandbox(page_size=PAGE) as sb, tempfile.TemporaryDirectory() as tmp:

@@ -22,10 +22,13 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.base import NAME_PATTERN, SourceConfig
+from connectors.registry import UnknownConnector, connector_class
+
 CONFIG_ENV = "TACIT_CONFIG"
 DEFAULT_NAME = "tacit.toml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_NAME = NAME_PATTERN
 
 
 class ConfigError(Exception):
@@ -108,22 +111,6 @@ class TeamConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     eval_set: Path | None = None  # JSONL of {"question", "answer"} for the promotion gate
     principals: list[str] = []  # ACL principals that map a shared workspace's pages to this team
-
-
-class SourceConfig(BaseModel):
-    """The keys every source has; each connector validates its own extra keys (`Settings`)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str = Field(pattern=_NAME)
-    kind: str
-    team: str
-    schedule: str | None = None
-    enabled: bool = True
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class ApiConfig(_Strict):
@@ -261,7 +248,6 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> TacitConfig:
 
 
 def _validate_sources(config: TacitConfig, label: str) -> None:
-    from connectors.registry import UnknownConnector, connector_class
 
     for i, source in enumerate(config.sources):
         try:

@@ -34,7 +34,7 @@ def test_every_tacit_service_runs_a_real_cli_command() -> None:
         command = service["command"]
         entry = service.get("entrypoint", ["tacit"])
         if entry == ["celery"]:
-            assert command[:2] == ["-A", "ingestion.celery_app"], name
+            assert command[:2] == ["-A", "ingestion.worker.celery_app"], name
             continue
         ctx = cli.make_context("tacit", list(command), resilient_parsing=False)
         sub = cli.get_command(ctx, command[0])

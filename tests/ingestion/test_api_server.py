@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from connectors.webhook.signatures import sign_headers
 from db import models
-from ingestion.events import store_event
+from ingestion.corpus.events import store_event
 from tacit.config import load_config
 from tacit.context import Context
 from tests.conftest import DEFAULT_TEAMS, write_config

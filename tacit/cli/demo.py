@@ -26,10 +26,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
 from connectors.sandbox.company import COMPANY, FACTS, TEAMS, person
+from connectors.sandbox.graph import GraphSandbox
+from connectors.sandbox.graph.workspace import build_company
+from connectors.sandbox.notion import NotionSandbox
+from connectors.sandbox.server import ThreadedServer
+from ingestion.api.app import create_app
+from ingestion.corpus.runner import run_sync
+from ingestion.processing.pipeline import process_team
+from ingestion.worker.tasks import set_context
+from tacit.cli.progress import progress_bar
+from tacit.cli.report import write_report
+from tacit.context import Context
+from tacit.errors import NoAdapter
+from training.evaluate import answer_matches
+from training.registry import show_version
+from training.service import refresh_adapter
 
 DEMO_MARK = "# tacit demo configuration"
 STATE_FILE = "demo/state.json"
@@ -117,9 +133,6 @@ def write_demo_config(path: Path, *, quick: bool, sources: list[str], evals: dic
 # ---------------------------------------------------------------------------- sandboxes
 @contextlib.contextmanager
 def sandboxes(state: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
-    from connectors.sandbox.graph import GraphSandbox
-    from connectors.sandbox.graph.workspace import build_company
-    from connectors.sandbox.notion import NotionSandbox
 
     notion = NotionSandbox(port=state["ports"]["notion"])
     graph = GraphSandbox(port=state["ports"]["graph"], auth_port=state["ports"]["graph_auth"])
@@ -175,8 +188,6 @@ def apply_changes(notion: Any, graph: Any, workspace: Any) -> list[str]:
 # ---------------------------------------------------------------------------- webhook push
 @contextlib.contextmanager
 def serve_api(ctx: Any, port: int) -> Iterator[Any]:
-    from connectors.sandbox.server import ThreadedServer
-    from ingestion.api import create_app
 
     # Processing runs as its own step of the demo (and is shown there), not behind each event.
     app = create_app(ctx, process_teams=False)
@@ -207,7 +218,6 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 def push_feedback(url: str, secret: str, team: str) -> tuple[int, int]:
-    import httpx
 
     accepted = duplicate = 0
     with httpx.Client(timeout=30) as client:
@@ -229,8 +239,6 @@ def push_feedback(url: str, secret: str, team: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------- the story
 def run_demo(config: str | Path | None, *, quick: bool, console: Console, out: Console) -> dict[str, Any]:
-    from ingestion.tasks import set_context
-    from tacit.context import Context
 
     started = time.monotonic()
     path = demo_config_path(config)
@@ -258,7 +266,6 @@ def run_demo(config: str | Path | None, *, quick: bool, console: Console, out: C
     summary["processing"] = _process_all(ctx, console)
     _train_all(ctx, summary, console)
     summary["duration_s"] = round(time.monotonic() - started, 1)
-    from tacit.report import write_report
 
     report = write_report(summary, data_dir / "report")
     _print_summary(summary, out)
@@ -268,8 +275,6 @@ def run_demo(config: str | Path | None, *, quick: bool, console: Console, out: C
 
 
 def _sync_all(ctx: Any, console: Console) -> dict[str, Any]:
-    from ingestion.runner import run_sync
-    from tacit.cli import progress_bar
 
     results = {}
     for source in ctx.config.sources:
@@ -303,8 +308,6 @@ def _push_all(ctx: Any, state: dict[str, Any], console: Console) -> dict[str, An
 def _process_all(ctx: Any, console: Console) -> dict[str, Any]:
     """Process every team; a shared source's records are processed for every team they feed in
     the first call that meets them, so each team's counts are summed over all calls."""
-    from ingestion.pipeline import process_team
-    from tacit.cli import progress_bar
 
     totals: dict[str, dict[str, int]] = {team.name: {} for team in TEAMS}
 
@@ -336,9 +339,6 @@ def _process_all(ctx: Any, console: Console) -> dict[str, Any]:
 
 
 def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
-    from training.evaluate import answer_matches
-    from training.registry import show_version
-    from training.service import refresh_adapter
 
     teams: dict[str, Any] = {}
     samples: dict[str, Any] = {}
@@ -400,11 +400,10 @@ def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
 
 
 def _active_or_none(ctx: Any, team: str) -> dict[str, Any] | None:
-    from training.registry import show_version
 
     try:
         return show_version(ctx, team, None)
-    except LookupError:
+    except NoAdapter:
         return None
 
 

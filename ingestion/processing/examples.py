@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingestion.chunking import Chunk
+from ingestion.processing.chunking import Chunk
 
 PARAPHRASES = 4  # wordings of each structured fact
 #: Wordings of a document's structured facts in all: a long table gets fewer wordings per row
