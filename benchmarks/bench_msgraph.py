@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -127,14 +128,11 @@ def main() -> None:
               f"(site, its drives, one delta page, one permissions $batch, /content, the download)")
         print(f"   share of the full sync's requests: {inc_served / full_served:.2%}   (anchor: <= 1%)")
 
-        teams_section(sb, config, args.threads)
+        teams_section(sb, config, args.threads, run_sync, Context.load)
 
 
-def teams_section(sb: GraphSandbox, config: Path, threads: int) -> None:
+def teams_section(sb: GraphSandbox, config: Path, threads: int, run_sync: Any, load: Any) -> None:
     """Part 5: Teams threads with replies read per root, full and incremental, against the minimum."""
-    from ingestion.runner import run_sync
-    from tacit.context import Context
-
     st = sb.state
     team = st.add_team("Bench team", "Benchmark team", "bench-team@lumenlabs.example")
     channel = st.add_channel(team.id, "General")
@@ -151,7 +149,7 @@ def teams_section(sb: GraphSandbox, config: Path, threads: int) -> None:
         out.write(f'[[sources]]\nname = "bench-teams"\nkind = "msgraph"\nteam = "platform"\n'
                   f'access_token = "{sb.static_token}"\nbase_url = "{sb.url}"\nteams = ["{team.id}"]\n'
                   'rate_limit = 10000\n')
-    tctx = Context.load(config)
+    tctx = load(config)
     # the team has no files drive (one 404), the team, its channels; then one delta page per 50 roots
     # (`$top` at most 50) and one `$batch` of list-replies requests per 20 roots
     fixed = 3
