@@ -53,6 +53,7 @@ from connectors.webhook.payload import PayloadError, headers_snapshot, parse_jso
 from connectors.webhook.signatures import SignatureError, verify_github, verify_standard
 from db import models
 from ingestion.api.admin import router as admin_router
+from ingestion.api.openai import mount as mount_openai
 from ingestion.api.metrics import Metrics
 from ingestion.api.web import accept_event, require_admin, source_of_kind
 from ingestion.corpus.events import store_event
@@ -177,6 +178,7 @@ def create_app(ctx: Context | None = None, *, process_teams: bool = True) -> Fas
     _add_health_routes(app, state)
 
     app.include_router(admin_router)
+    mount_openai(app)
     return app
 
 

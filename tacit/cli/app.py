@@ -354,6 +354,7 @@ def adapters_promote(team: str, version: int) -> None:
     ctx = context()
     ctx.config.team(team)
     out.print(_adapters().promote(ctx, team, version, reason="promoted by hand"))
+    _sync_inference(ctx, team)
 
 
 @adapters_app.command("rollback")
@@ -362,6 +363,16 @@ def adapters_rollback(team: str) -> None:
     ctx = context()
     ctx.config.team(team)
     out.print(_adapters().rollback(ctx, team))
+    _sync_inference(ctx, team)
+
+
+def _sync_inference(ctx: Any, team: str) -> None:
+    """With `[inference] backend = "vllm"`, load the now active version into vLLM."""
+    from training.serving.vllm import sync_team_quietly
+
+    synced = sync_team_quietly(ctx, team)
+    if synced:
+        out.print(synced)
 
 
 @adapters_app.command("export")
