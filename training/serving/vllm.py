@@ -16,6 +16,7 @@ not loaded (promoted by another process, or a pinned `team@version`) loads it fi
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -100,6 +101,10 @@ class VllmClient:
             raise VllmError(f"the inference server broke off the stream: {type(exc).__name__}", 503) from None
 
 
+class NotLoaded(ServingError):
+    """vLLM does not serve the model named (unloaded since we last looked, e.g. by another process)."""
+
+
 def _relay_error(response: httpx.Response) -> ServingError:
     """vLLM's own error for a request it refused (a bad parameter: a 4xx the caller should see)."""
     try:
@@ -107,6 +112,8 @@ def _relay_error(response: httpx.Response) -> ServingError:
         message = str(error.get("message") or error)
     except (ValueError, AttributeError):
         message = response.text[:300]
+    if response.status_code == 404:
+        return NotLoaded(404, f"the inference server does not serve it: {message}", code="model_not_found")
     if 400 <= response.status_code < 500:
         return ServingError(400, f"the inference server refused the request: {message}")
     return VllmError(f"the inference server failed ({response.status_code}): {message}")
@@ -154,10 +161,22 @@ class VllmBackend:
             body["stream_options"] = {"include_usage": True}
         return body
 
+    def _retrying(self, target: Target, call: Any) -> Any:
+        """`call()` with the target loaded; once more after reloading if vLLM has dropped it."""
+        self.ensure_loaded(target)
+        try:
+            return call()
+        except NotLoaded:
+            if target.team is None:
+                raise
+            with self._lock:
+                self._known = None
+            self.ensure_loaded(target)
+            return call()
+
     def generate(self, target: Target, request: ChatRequest) -> Generation:
         body = self._body(target, request, False)
-        self.ensure_loaded(target)
-        data = self.client.chat(body)
+        data = self._retrying(target, lambda: self.client.chat(body))
         choice = (data.get("choices") or [{}])[0]
         use = data.get("usage") or {}
         return Generation(str((choice.get("message") or {}).get("content") or ""), int(use.get("prompt_tokens", 0)),
@@ -165,9 +184,9 @@ class VllmBackend:
 
     def stream(self, target: Target, request: ChatRequest) -> Iterator[str | Generation]:
         body = self._body(target, request, True)
-        self.ensure_loaded(target)
+        chunks = self._retrying(target, lambda: _started(self.client.chat_stream(body)))
         text, finish, use = "", "stop", {}
-        for chunk in self.client.chat_stream(body):
+        for chunk in chunks:
             use = chunk.get("usage") or use
             for choice in chunk.get("choices") or []:
                 piece = (choice.get("delta") or {}).get("content") or ""
@@ -176,6 +195,15 @@ class VllmBackend:
                     yield piece
                 finish = choice.get("finish_reason") or finish
         yield Generation(text, int(use.get("prompt_tokens", 0)), int(use.get("completion_tokens", 0)), finish)
+
+
+def _started(chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The stream with its first chunk already read, so that a refusal is raised here."""
+    try:
+        first = next(chunks)
+    except StopIteration:
+        return iter(())
+    return itertools.chain([first], chunks)
 
 
 def sync_team(ctx: Any, team: str, client: VllmClient | None = None) -> str | None:
