@@ -179,6 +179,7 @@ class EmbeddedEngine:
                 self._bases[target.base_model] = (model, tokenizer)
             self.loads += 1
             self._loaded[key] = None
+            model.set_adapter(target.model)  # before evicting, so the active one is never deleted
             while len(self._loaded) > self.cfg.max_adapters:
                 (base, old), _ = self._loaded.popitem(last=False)
                 self._bases[base][0].delete_adapter(old)
