@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -214,12 +215,53 @@ class NoSettings(BaseModel):
 SyncGenerator = Generator["Record | CheckpointMark", None, Checkpoint]
 
 
+@dataclass(frozen=True)
+class BeatEntry:
+    """A periodic Celery task a connector needs (e.g. renewing webhook subscriptions)."""
+
+    name: str
+    task: str  # a Celery task name the connector's platform module registers
+    cron: str  # five cron fields, UTC
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """What a connector adds to the platform besides syncing (`Connector.contributes`), found through the registry.
+
+    `routers` are FastAPI routers mounted by `tacit serve` before the generic webhook route;
+    `event_handlers` map a stored webhook event's channel to the function that turns it into
+    records (called as `handler(ctx, event, source_name)`); `beat` lists the periodic tasks for
+    the configured sources of this kind (given them and `[api] public_url`); `status` adds
+    fields to `tacit sources show` and the admin API (called as `status(ctx, source_name)`).
+    """
+
+    routers: tuple[Any, ...] = ()
+    event_handlers: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    beat: Callable[[Sequence[SourceConfig], str | None], list[BeatEntry]] | None = None
+    status: Callable[[Any, str], dict[str, Any]] | None = None
+
+
+NO_CONTRIBUTIONS = Contributions()
+
+
 class Connector(ABC):
+    """A source kind. Subclasses are listed under the `tacit.connectors` entry points (`connectors.registry`)."""
+
     kind: ClassVar[str]
     Checkpoint: ClassVar[type[Checkpoint]] = Checkpoint
     Settings: ClassVar[type[BaseModel]] = NoSettings
     #: Sources of this kind are pushed to (webhooks, import) rather than pulled.
     push_only: ClassVar[bool] = False
+    #: Requests a second (None: unlimited) and burst, shared by every source with the same
+    #: credentials (`HttpBudget`); a source's `rate_limit` setting overrides the rate.
+    rate_limit: ClassVar[tuple[float | None, int]] = (None, 1)
+
+    #: Where this kind's `Contributions` are, as "module:attribute" (entry-point syntax), or None.
+    #: The registry resolves it when the platform asks (`connectors.registry.contributions`), so
+    #: a vendor's platform half — webhook routes on the web and worker layers — stays out of a
+    #: sync or a configuration check, and the pure connector never imports upward.
+    contributes: ClassVar[str | None] = None
 
     def __init__(self, source: SourceConfig, http: HttpBudget) -> None:
         self.source = source

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from db import models
 from db.base import utcnow
 from tacit.config import TeamConfig
+from tacit.errors import NoAdapter
 from training import base_models
 from training.data import Selection, held_out, padding_waste, plan_epoch, render_selection, team_examples
 from training.evaluate import (
@@ -347,7 +348,7 @@ def ask(ctx: Any, team: str, question: str, *, base: bool = False, max_new_token
             team_row = ctx.team_row(session, team)
             active = active_version(session, team_row.id)
             if active is None or not active.path:
-                raise LookupError(f"team {team} has no active adapter yet (run `tacit train {team}`, "
+                raise NoAdapter(f"team {team} has no active adapter yet (run `tacit train {team}`, "
                                   "or ask the base model with --base)")
             path = active.path
     tokenizer = _load_tokenizer(ctx, team_cfg.base_model)

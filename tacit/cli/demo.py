@@ -42,6 +42,7 @@ from ingestion.worker.tasks import set_context
 from tacit.cli.progress import progress_bar
 from tacit.cli.report import write_report
 from tacit.context import Context
+from tacit.errors import NoAdapter
 from training.evaluate import answer_matches
 from training.registry import show_version
 from training.service import refresh_adapter
@@ -402,7 +403,7 @@ def _active_or_none(ctx: Any, team: str) -> dict[str, Any] | None:
 
     try:
         return show_version(ctx, team, None)
-    except LookupError:
+    except NoAdapter:
         return None
 
 

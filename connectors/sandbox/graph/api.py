@@ -14,13 +14,24 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 from connectors.sandbox.graph.state import ChatMessage, Item, Mail, SandboxState, iso, user_id
 
-if TYPE_CHECKING:
-    from connectors.sandbox.graph import GraphSandbox
+
+class Sandbox(Protocol):
+    """What the routes use of `GraphSandbox` (a protocol: the package builds its app from this module)."""
+
+    state: SandboxState
+    subscriptions: Any  # notify.Subscriptions, whose module imports this one
+    revoked: set[str]
+    page_size: int
+    download_key: bytes
+
+    @property
+    def download_base(self) -> str: ...
+    def authorized(self, header: str) -> bool: ...
 
 
 @dataclass
@@ -50,7 +61,7 @@ Handler = Callable[..., Reply]
 
 
 class GraphApi:
-    def __init__(self, sandbox: GraphSandbox) -> None:
+    def __init__(self, sandbox: Sandbox) -> None:
         self.sb = sandbox
         self.state: SandboxState = sandbox.state
         s = r"([^/]+)"

@@ -16,14 +16,20 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
 from connectors.sandbox.graph.api import Reply, error
 
-if TYPE_CHECKING:
-    from connectors.sandbox.graph import GraphSandbox
+
+class Sandbox(Protocol):
+    """What subscriptions use of `GraphSandbox` (a protocol: the package imports this module)."""
+
+    tenant_id: str
+
+    def now(self) -> datetime: ...
+    def resource_exists(self, resource: str) -> bool: ...
 
 VALIDATION_TIMEOUT_S = 10.0
 
@@ -61,7 +67,7 @@ class Subscription:
 
 
 class Subscriptions:
-    def __init__(self, sandbox: GraphSandbox) -> None:
+    def __init__(self, sandbox: Sandbox) -> None:
         self.sb = sandbox
         self.items: dict[str, Subscription] = {}
         self.lock = threading.Lock()
