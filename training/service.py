@@ -37,6 +37,7 @@ from training.evaluate import (
 from training.policy import decide, team_lock
 from training.recipe import LoRARecipe, RecipeConfig, bf16_default, resolve_device
 from training.registry import _activate, active_version, next_version, version_dir
+from training.serving.vllm import sync_team_quietly
 
 #: A refresh takes at least MIN_STEPS optimizer steps (more epochs over small data, up to
 #: MAX_EPOCHS), and small data is cut into at least MIN_STEPS_PER_EPOCH steps an epoch (each of at
@@ -286,6 +287,10 @@ def _refresh(ctx: Context, team_cfg: TeamConfig, force: bool, progress: _Progres
         else:
             row.status, row.reason = "rejected", reason
     progress.note(f"{team}: version {version} {'promoted' if promote_it else 'rejected'}: {reason}")
+    if promote_it:
+        synced = sync_team_quietly(ctx, team)  # vLLM backend: load the new version, unload the old
+        if synced:
+            progress.note(synced)
     summary = {k: v for k, v in metrics.items() if k != "qa_answers"}
     return {"team": team, "status": "promoted" if promote_it else "rejected", "version": version,
             "parent_version": parent_version, "continued_from": parent_version if parent_path else None,

@@ -55,6 +55,7 @@ from connectors.webhook.signatures import SignatureError, verify_github, verify_
 from db import models
 from ingestion.api.admin import router as admin_router
 from ingestion.api.metrics import Metrics
+from ingestion.api.openai import mount as mount_openai
 from ingestion.api.web import accept_event, require_admin, source_of_kind
 from ingestion.corpus.events import store_event
 from ingestion.worker.event_worker import EventWorker, process_team_after_events
@@ -178,6 +179,7 @@ def create_app(ctx: Context | None = None, *, process_teams: bool = True) -> Fas
     _add_health_routes(app, state)
 
     app.include_router(admin_router)
+    mount_openai(app)
     return app
 
 

@@ -31,6 +31,7 @@ from tacit.context import Context
 from tacit.errors import UsageError
 from tacit.secrets import rotate_all
 from training import registry as adapter_registry
+from training.serving.vllm import sync_team_quietly
 
 # A deprecation inside transformers that PEFT triggers on every model it wraps: noise to a user.
 warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -327,6 +328,7 @@ def adapters_promote(team: str, version: int) -> None:
     ctx = context()
     ctx.config.team(team)
     out.print(adapter_registry.promote(ctx, team, version, reason="promoted by hand"))
+    _sync_inference(ctx, team)
 
 
 @adapters_app.command("rollback")
@@ -335,6 +337,14 @@ def adapters_rollback(team: str) -> None:
     ctx = context()
     ctx.config.team(team)
     out.print(adapter_registry.rollback(ctx, team))
+    _sync_inference(ctx, team)
+
+
+def _sync_inference(ctx: Any, team: str) -> None:
+    """With `[inference] backend = "vllm"`, load the now active version into vLLM."""
+    synced = sync_team_quietly(ctx, team)
+    if synced:
+        out.print(synced)
 
 
 @adapters_app.command("export")
