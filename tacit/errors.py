@@ -1,28 +1,36 @@
-"""Error types the command line and the API map to exit codes and HTTP statuses.
+"""The errors a user can act on: the command line shows each as one line with exit status 2.
 
-An unknown name (team, source, adapter version) is a `NotFound`: exit 4 on the command line,
-distinct from a bad argument (exit 2). A `Refused` operation is one the registry will not do
-without `--force` (exit 5), e.g. making active a version that still carries deleted documents.
+Only these (and `tacit.config.ConfigError`) are usage errors. Any other exception — a `KeyError`
+from a bug included — is a fault: exit status 1, with a traceback under `TACIT_DEBUG=1`.
 """
 
 from __future__ import annotations
 
 
-class NotFound(LookupError):
-    """Something named on the command line or in a request does not exist."""
+class UsageError(Exception):
+    """A bad argument, or a request the current state cannot answer."""
+
+
+class NotFound(UsageError, LookupError):
+    """Something the user named does not exist (the admin API answers 404)."""
 
 
 class UnknownTeam(NotFound):
-    """No team of that name in tacit.toml."""
+    """A configured team that is not in the database (yet)."""
 
 
 class UnknownSource(NotFound):
-    """No source of that name in tacit.toml."""
+    """A configured source that is not in the database (yet)."""
 
 
-class UnknownVersion(NotFound):
-    """The team has no adapter version of that number (or no active one)."""
+class NoAdapter(NotFound):
+    """A team has no active adapter, or no adapter version by that number."""
+
+
+class AdapterStateError(UsageError):
+    """An adapter operation the team's versions do not allow (promote a rejected one, roll back the first)."""
 
 
 class Refused(Exception):
-    """An operation that would undo a guarantee (forgetting on request); `--force` overrides it."""
+    """An operation that would undo a guarantee (forgetting on request); `--force` overrides it.
+    The command line shows it as one line with exit status 5."""

@@ -18,6 +18,7 @@ from ingestion.api import views
 from ingestion.api.web import require_admin
 from tacit.config import _NAME, ConfigError
 from tacit.context import Context
+from tacit.errors import NotFound
 
 router = APIRouter(prefix="/api", tags=["admin"], dependencies=[Depends(require_admin)])
 EventStatus = Literal["pending", "processed", "rejected", "failed"]
@@ -59,7 +60,7 @@ def _source_detail(ctx: Context, name: str) -> dict[str, Any]:
         raise HTTPException(404, f"no source named {name!r}")
     try:
         return views.source_detail(ctx, name)
-    except (LookupError, ConfigError):
+    except (NotFound, ConfigError):
         raise HTTPException(404, f"no source named {name!r}") from None
 
 

@@ -1,7 +1,7 @@
 """The webhook service (`tacit serve`): signed, durable, idempotent push ingestion, health, metrics, admin.
 
-`POST /webhooks/{source}` takes deliveries for sources of kind `webhook` (the Notion and Graph
-routers add their own routes when installed). A delivery is checked in this order, and every
+`POST /webhooks/{source}` takes deliveries for sources of kind `webhook` (each installed connector
+adds its own routes, e.g. `/webhooks/notion/{source}`, through its contributions). A delivery is checked in this order, and every
 refusal is a 4xx that says why; bad input never yields a 500:
 
 | answer | when |
@@ -48,15 +48,17 @@ from fastapi.responses import JSONResponse, Response
 from kombu import Connection
 from sqlalchemy import func, select, text
 
+from connectors.registry import contributions, kinds, used_classes
 from connectors.webhook.connector import WebhookSettings
 from connectors.webhook.payload import PayloadError, headers_snapshot, parse_json, records_from_body
 from connectors.webhook.signatures import SignatureError, verify_github, verify_standard
 from db import models
 from ingestion.api.admin import router as admin_router
 from ingestion.api.metrics import Metrics
+from ingestion.api.openai import mount as mount_openai
 from ingestion.api.web import accept_event, require_admin, source_of_kind
 from ingestion.corpus.events import store_event
-from ingestion.worker.event_worker import EventWorker, process_team_if_available
+from ingestion.worker.event_worker import EventWorker, process_team_after_events
 from ingestion.worker.tasks import process_event, replay_pending_events, set_context
 from tacit.context import Context
 
@@ -136,7 +138,7 @@ def create_app(ctx: Context | None = None, *, process_teams: bool = True) -> Fas
     eager = ctx.config.queue.eager
     worker: EventWorker | None = None
     if eager:
-        worker = EventWorker(ctx, follow_up=process_team_if_available if process_teams else None)
+        worker = EventWorker(ctx, follow_up=process_team_after_events if process_teams else None)
     state = ApiState(ctx, worker)
     if worker is not None:
         worker.on_result = lambda r: _count_processed(state, r)
@@ -177,21 +179,15 @@ def create_app(ctx: Context | None = None, *, process_teams: bool = True) -> Fas
     _add_health_routes(app, state)
 
     app.include_router(admin_router)
+    mount_openai(app)
     return app
 
 
 def _include_vendor_routers(app: FastAPI) -> None:
-    """The Notion and Graph endpoints, when installed; included first, so their paths win."""
-    import importlib
-
-    for module in ("connectors.notion.webhooks", "connectors.msgraph.webhooks"):
-        try:
-            router = importlib.import_module(module).router
-        except ImportError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue  # not in this installation yet
-            raise
-        app.include_router(router)
+    """The routes every installed connector contributes (Notion, Graph, …); included first, so their paths win."""
+    for cls in used_classes(kinds()):
+        for router in contributions(cls).routers:
+            app.include_router(router)
 
 
 def _send_to_workers(event_id: int) -> None:

@@ -17,10 +17,22 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.table import Table
 
+from connectors.registry import connector_class
+from db import models
+from ingestion.api.views import collect_status, list_events, source_detail
+from ingestion.corpus.events import pending_event_ids, stage_import
+from ingestion.corpus.runner import run_sync
+from ingestion.processing.pipeline import process_team
+from ingestion.worker.tasks import process_event, set_context, sync_source
+from tacit.cli.export import export_rows
 from tacit.cli.progress import console, out, progress_bar
 from tacit.config import ConfigError
-from tacit.errors import Refused
+from tacit.context import Context
+from tacit.errors import Refused, UsageError
 from tacit.multiproc import prepare_multiprocess_metrics
+from tacit.secrets import rotate_all
+from training import registry as adapter_registry
+from training.serving.vllm import sync_team_quietly
 
 # A deprecation inside transformers that PEFT triggers on every model it wraps: noise to a user.
 warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -39,14 +51,6 @@ app.add_typer(export_app, name="export")
 _state: dict[str, Any] = {"config": None}
 
 
-class UsageError(Exception):
-    """A bad argument: one line, exit 2."""
-
-
-class Unavailable(Exception):
-    """A stage that this installation does not have yet: one line, exit 3."""
-
-
 def fail(message: str, code: int = 1) -> NoReturn:
     console.print(f"[red]tacit:[/red] {message}", highlight=False, markup=True)
     raise typer.Exit(code)
@@ -63,8 +67,6 @@ def _root(
 
 
 def context(migrate: bool = True):  # type: ignore[no-untyped-def]
-    from ingestion.worker.tasks import set_context
-    from tacit.context import Context
 
     ctx = Context.load(_state["config"], migrate_db=migrate)
     set_context(ctx)
@@ -73,17 +75,6 @@ def context(migrate: bool = True):  # type: ignore[no-untyped-def]
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
-
-
-def _require(module: str, what: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module or module.startswith(exc.name)):
-            raise Unavailable(f"{what} is not available in this installation yet") from None
-        raise
 
 
 # ---------------------------------------------------------------------------- init / status
@@ -123,7 +114,6 @@ def init(force: Annotated[bool, typer.Option(help="Overwrite an existing tacit.t
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False) -> None:
     """Teams, sources, corpus sizes, adapters and pending events."""
-    from ingestion.api.views import collect_status
 
     ctx = context()
     data = collect_status(ctx)
@@ -151,7 +141,6 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON docume
 @sources_app.command("list")
 def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List configured sources."""
-    from ingestion.api.views import collect_status
 
     data = collect_status(context())["sources"]
     if as_json:
@@ -168,7 +157,6 @@ def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 @sources_app.command("show")
 def sources_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One source: settings (secrets hidden), checkpoint, state and recent runs."""
-    from ingestion.api.views import source_detail
 
     data = source_detail(context(), name)
     if as_json:
@@ -180,7 +168,6 @@ def sources_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = F
 @sources_app.command("rotate-key")
 def sources_rotate_key() -> None:
     """Re-encrypt stored secrets with the first key of TACIT_SECRET_KEY (after adding a new key)."""
-    from tacit.secrets import rotate_all
 
     ctx = context()
     with ctx.session() as session:
@@ -195,8 +182,6 @@ def import_(
     source: Annotated[str, typer.Option("--source", "-s", help="A source of kind webhook.")],
 ) -> None:
     """Read records from a JSONL file into a push source (kind webhook)."""
-    from ingestion.corpus.events import stage_import
-    from ingestion.worker.tasks import process_event, process_team
 
     ctx = context()
     cfg = ctx.source_config(source)
@@ -225,16 +210,11 @@ def import_(
                   f"interactions, {totals.get('tombstones', 0)} tombstones, {totals.get('failures', 0)} failures")
     else:
         out.print(f"queued {len(ids)} import batches of {file} for {source} on the workers")
-    del process_team
 
 
 def _maybe_process(ctx: Any, team: str) -> None:
-    """Eager mode: processing follows ingestion when the stage exists."""
-    try:
-        pipeline = _require("ingestion.processing.pipeline", "processing")
-    except Unavailable:
-        return
-    pipeline.process_team(ctx, team)
+    """Eager mode: processing follows ingestion."""
+    process_team(ctx, team)
 
 
 @app.command()
@@ -243,9 +223,6 @@ def sync(
     full: Annotated[bool, typer.Option("--full", help="Ignore checkpoints; read everything again.")] = False,
 ) -> None:
     """Pull new and changed items from sources into the corpus."""
-    from connectors.registry import connector_class
-    from ingestion.corpus.runner import run_sync
-    from ingestion.worker.tasks import sync_source
 
     ctx = context()
     names = sources or [s.name for s in ctx.config.sources if s.enabled and not connector_class(s.kind).push_only]
@@ -283,13 +260,12 @@ def sync(
 @app.command()
 def process(team: Annotated[str | None, typer.Option("--team", help="Only this team.")] = None) -> None:
     """Chunk new and changed documents and build training examples."""
-    pipeline = _require("ingestion.processing.pipeline", "the processing stage")
     ctx = context()
     teams = [team] if team else [t.name for t in ctx.config.teams]
     for name in teams:
         ctx.config.team(name)
         with progress_bar(f"processing {name}") as update:
-            result = pipeline.process_team(ctx, name, progress=update)
+            result = process_team(ctx, name, progress=update)
         # Records of this team's sources that feed other teams were processed for them too.
         for label, counts in [(name, result), *(result.pop("other_teams", None) or {}).items()]:
             out.print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "team"))
@@ -299,7 +275,8 @@ def process(team: Annotated[str | None, typer.Option("--team", help="Only this t
 @app.command()
 def train(team: str, force: Annotated[bool, typer.Option("--force", help="Train even if not due.")] = False) -> None:
     """Refresh a team's adapter: train, evaluate, promote if better."""
-    service = _require("training.service", "the training stage")
+    from training import service  # imported when a command needs it: torch takes seconds to load
+
     ctx = context()
     ctx.config.team(team)
     result = service.refresh_adapter(ctx, team, force=force, console=console)
@@ -311,23 +288,19 @@ def ask(team: str, question: str,
         base: Annotated[bool, typer.Option("--base", help="Answer with the base model, no adapter.")] = False,
         max_new_tokens: Annotated[int, typer.Option(help="Longest answer.")] = 128) -> None:
     """Answer a question with the team's active adapter (or the base model)."""
-    service = _require("training.service", "the training stage")
+    from training import service  # imported when a command needs it: torch takes seconds to load
+
     ctx = context()
     ctx.config.team(team)
     out.print(service.ask(ctx, team, question, base=base, max_new_tokens=max_new_tokens))
 
 
-def _adapters() -> Any:
-    return _require("training.registry", "the adapter registry")
-
-
 @adapters_app.command("list")
 def adapters_list(team: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A team's adapter versions."""
-    registry = _adapters()
     ctx = context()
     ctx.config.team(team)
-    rows = registry.list_versions(ctx, team)
+    rows = adapter_registry.list_versions(ctx, team)
     if as_json:
         emit_json(rows)
         return
@@ -347,7 +320,7 @@ def adapters_show(team: str, version: Annotated[int | None, typer.Argument()] = 
     """One version (the active one by default): metrics, lineage, flags."""
     ctx = context()
     ctx.config.team(team)
-    out.print_json(json.dumps(_adapters().show_version(ctx, team, version), default=str))
+    out.print_json(json.dumps(adapter_registry.show_version(ctx, team, version), default=str))
 
 
 ForceOption = Annotated[bool, typer.Option("--force", help="Even if the version carries documents deleted at "
@@ -363,7 +336,8 @@ def adapters_promote(team: str, version: int, force: ForceOption = False) -> Non
     """Make a version the active one."""
     ctx = context()
     ctx.config.team(team)
-    out.print(_adapters().promote(ctx, team, version, reason="promoted by hand", force=force, warn=_warn))
+    out.print(adapter_registry.promote(ctx, team, version, reason="promoted by hand", force=force, warn=_warn))
+    _sync_inference(ctx, team)
 
 
 @adapters_app.command("rollback")
@@ -371,7 +345,15 @@ def adapters_rollback(team: str, force: ForceOption = False) -> None:
     """Go back to the previously active version."""
     ctx = context()
     ctx.config.team(team)
-    out.print(_adapters().rollback(ctx, team, force=force, warn=_warn))
+    out.print(adapter_registry.rollback(ctx, team, force=force, warn=_warn))
+    _sync_inference(ctx, team)
+
+
+def _sync_inference(ctx: Any, team: str) -> None:
+    """With `[inference] backend = "vllm"`, load the now active version into vLLM."""
+    synced = sync_team_quietly(ctx, team)
+    if synced:
+        out.print(synced)
 
 
 @adapters_app.command("export")
@@ -381,12 +363,11 @@ def adapters_export(team: str, dest: Annotated[Path, typer.Argument(help="Folder
     """Export a version as a PEFT directory that vLLM and LoRAX load."""
     ctx = context()
     ctx.config.team(team)
-    out.print(str(_adapters().export(ctx, team, dest, version, force=force, warn=_warn)))
+    out.print(str(adapter_registry.export(ctx, team, dest, version, force=force, warn=_warn)))
 
 
 # ---------------------------------------------------------------------------- export
 def _export(what: str, team: str, include_deleted: bool = False) -> None:
-    from tacit.cli.export import export_rows
 
     ctx = context()
     ctx.config.team(team)
@@ -428,7 +409,6 @@ def events_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Recent events with their status."""
-    from ingestion.api.views import list_events
 
     rows = list_events(context(), status=status_, limit=limit)
     if as_json:
@@ -449,9 +429,6 @@ def events_replay(
     source: Annotated[str | None, typer.Option("--source")] = None,
 ) -> None:
     """Process pending and failed events again (processed ones are skipped: idempotent)."""
-    from db import models
-    from ingestion.corpus.events import pending_event_ids
-    from ingestion.worker.tasks import process_event
 
     ctx = context()
     chosen = ids or pending_event_ids(ctx, include_failed=True, source=source)
@@ -482,7 +459,6 @@ def serve(
         # Before prometheus_client is imported: each worker process then counts into files that
         # /metrics sums, whichever process answers the scrape.
         prepare_multiprocess_metrics()
-    _require("ingestion.api.app", "the webhook service")
     ctx = context()
     if _state["config"]:
         os.environ["TACIT_CONFIG"] = str(Path(_state["config"]).resolve())
@@ -506,6 +482,8 @@ def worker(
         raise UsageError("the broker is memory:// (in-process); set [queue] broker_url to a Redis URL to run workers")
     if ctx.config.path:
         os.environ["TACIT_CONFIG"] = str(ctx.config.path)
+
+    # Imported here: the module builds its Celery app from the configuration found at import.
     from ingestion.worker.celery_app import QUEUES, configure
     from ingestion.worker.celery_app import app as celery_app
 
@@ -543,10 +521,8 @@ def main(argv: list[str] | None = None) -> None:
         _one_line(str(exc), 2)
     except Refused as exc:
         _one_line(str(exc), 5)
-    except (UsageError, LookupError) as exc:
+    except UsageError as exc:
         _one_line(str(exc).strip("'\""), 2)
-    except Unavailable as exc:
-        _one_line(str(exc), 3)
     except KeyboardInterrupt:
         _one_line("interrupted", 130)
     except Exception as exc:

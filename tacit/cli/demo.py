@@ -34,7 +34,7 @@ from connectors.sandbox.company import COMPANY, FACTS, TEAMS, person
 from connectors.sandbox.graph import GraphSandbox
 from connectors.sandbox.graph.workspace import build_company
 from connectors.sandbox.notion import NotionSandbox
-from connectors.sandbox.server import ThreadedServer
+from connectors.sandbox.server import ThreadedServer, free_port
 from ingestion.api.app import create_app
 from ingestion.corpus.runner import run_sync
 from ingestion.processing.pipeline import process_team
@@ -42,6 +42,7 @@ from ingestion.worker.tasks import set_context
 from tacit.cli.progress import progress_bar
 from tacit.cli.report import write_report
 from tacit.context import Context
+from tacit.errors import NoAdapter
 from training.evaluate import answer_matches
 from training.registry import show_version
 from training.service import refresh_adapter
@@ -62,11 +63,6 @@ def demo_config_path(explicit: str | Path | None) -> Path:
     return Path(".tacit/demo/tacit.toml")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
@@ -84,7 +80,7 @@ def load_state(data_dir: Path) -> dict[str, Any]:
     ports = state.setdefault("ports", {})
     for name in ("notion", "graph", "graph_auth", "api"):
         if not ports.get(name) or not _port_free(ports[name]):
-            ports[name] = _free_port()
+            ports[name] = free_port()
     state.setdefault("webhook_secret", "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
     return state
 
@@ -402,7 +398,7 @@ def _active_or_none(ctx: Any, team: str) -> dict[str, Any] | None:
 
     try:
         return show_version(ctx, team, None)
-    except LookupError:
+    except NoAdapter:
         return None
 
 
