@@ -235,7 +235,10 @@ class _TeamRun:
                 continue
             skip = {i for i, c in enumerate(chunks) if self.chunks.check_and_add(c.text, r.id * 100000 + i) is not None}
             meta = r.meta or {}
-            drafts = cpt_examples(title, chunks, skip) + structure_qa(title, text, chunks, meta.get("properties"), skip)
+            kinds = self.cfg.examples
+            drafts = cpt_examples(title, chunks, skip) if kinds.cpt else []
+            if kinds.structure_qa:
+                drafts += structure_qa(title, text, chunks, meta.get("properties"), skip)
             drafts += self._teach(title, chunks, skip)
             plans.append((r, chunks, drafts))
         self._count_tokens([d for _, _, drafts in plans for d in drafts])
