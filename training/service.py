@@ -35,6 +35,7 @@ from training.evaluate import (
 from training.policy import decide, team_lock
 from training.recipe import LoRARecipe, RecipeConfig, bf16_default, resolve_device
 from training.registry import _activate, active_version, next_version, version_dir
+from training.retrieval import team_chunk_texts
 
 #: A refresh takes at least MIN_STEPS optimizer steps (more epochs over small data, up to
 #: MAX_EPOCHS), and small data is cut into at least MIN_STEPS_PER_EPOCH steps an epoch (each of at
@@ -144,7 +145,8 @@ def build_suite(ctx: Any, session: Any, team: TeamConfig, team_id: int, selectio
         if other_items:
             others[other.name] = other_items
     held_texts = [str(e.payload.get("text", "")) for e in selection.held_out_cpt][:MAX_EVAL_ITEMS]
-    return EvalSuite(team.name, items, source, [t for t in held_texts if t], probe_qa, probe_texts, others)
+    return EvalSuite(team.name, items, source, [t for t in held_texts if t], probe_qa, probe_texts, others,
+                     chunks=team_chunk_texts(session, team_id))
 
 
 # ---------------------------------------------------------------------------- refresh

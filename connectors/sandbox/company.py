@@ -29,6 +29,7 @@ class Fact:
     question: str  # how a colleague asks it (used for training QA from structure and threads)
     answer: str  # the short answer a correct reply contains
     eval_question: str  # the same question in other words (for the held-out eval set)
+    answers: tuple[str, ...] = ()  # further answers a colleague would accept (eval aliases)
 
 
 @dataclass(frozen=True)
