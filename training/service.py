@@ -23,6 +23,7 @@ from db.base import utcnow
 from tacit.config import TeamConfig
 from training import base_models
 from training.data import Selection, held_out, padding_waste, plan_epoch, render_selection, team_examples
+from training.distill import distill_units
 from training.evaluate import (
     BaseCache,
     EvalSuite,
@@ -234,6 +235,8 @@ def _refresh(ctx: Any, team_cfg: TeamConfig, force: bool, progress: _Progress, l
                              for e in selection.replay])
         progress.note(f"{team}: {why}; {len(selection.new)} new and {len(selection.replay)} replayed examples")
         units = render_selection(selection, tokenizer, tcfg.seq_len)
+        if tcfg.distill:
+            units += distill_units(selection.examples, tokenizer, tcfg.seq_len, tcfg.seed)
         row_id, version, out_dir = row.id, row.version, Path(row.path or "")
         parent_path = Path(parent.path) if parent is not None and parent.path and not clean else None
         parent_version = parent.version if parent else None
@@ -257,7 +260,7 @@ def _refresh(ctx: Any, team_cfg: TeamConfig, force: bool, progress: _Progress, l
             max_steps=tcfg.max_steps, step_tokens=tcfg.micro_batch_tokens, seq_len=tcfg.seq_len, seed=tcfg.seed,
             min_steps=MIN_STEPS, min_steps_per_epoch=MIN_STEPS_PER_EPOCH, min_step_tokens=MIN_STEP_TOKENS,
             max_epochs=MAX_EPOCHS,
-            anchor_ratio=ANCHOR_RATIO, base_hash=base_hash,
+            anchor_ratio=ANCHOR_RATIO, base_hash=base_hash, distill_weight=tcfg.distill_weight,
             bf16=bf16_default(tcfg.precision, resolve_device("auto")),
             anchor_cache=base_models.models_dir(ctx.data_dir) / "anchors", checkpoint_every=CHECKPOINT_EVERY)
         train = _train(recipe_cfg, units, tokenizer, progress, lock)
