@@ -169,6 +169,9 @@ def find_spans(sentence: str) -> list[Span]:
     for m in _DATE.finditer(sentence):
         if re.fullmatch(r"(?:in\s+)?(?:19|20)\d{2}", m.group(0), re.I) and "%" in sentence[m.end():m.end() + 2]:
             continue
+        month = re.search(rf"\b(?:{_MONTHS})\b", m.group(0), re.I)
+        if month and not month.group(0)[0].isupper():
+            continue  # "may", "march": verbs, not months
         add(m.start(), m.end(), "when")
     for m in _NUMBER.finditer(sentence):
         text = m.group(0)
@@ -189,6 +192,8 @@ def find_spans(sentence: str) -> list[Span]:
         if m.start() == 0 and m.group(0).split()[0].lower() in _SKIP_NAMES:
             continue
         words = m.group(0).split()
+        if sentence[m.end():m.end() + 2] in ("'s", "’s"):
+            continue  # a possessive ("Ines Duarte's team"): the question would not read
         if m.start() == 0 and len(words) == 1:
             continue  # a capitalised first word is usually not a name
         add(m.start(), m.end(), "who" if len(words) == 2 and all(w[0].isupper() and w[1:].islower() for w in words)
@@ -234,7 +239,11 @@ def _echo_question(sentence: str, span: Span) -> str | None:
     which small models learn as readily and which keeps the sentence's own words around it."""
     wh, _ = _wh(span, sentence)
     before = sentence[:span.start].rstrip()
-    after = sentence[span.end:].rstrip(" .!")
+    after = re.split(r"[,;:(]|\s[-–—]\s", sentence[span.end:], maxsplit=1)[0].rstrip(" .!")  # the span's clause
+    if "; " in before:
+        before = before.rsplit("; ", 1)[1]
+    if span.kind == "how_long" and re.search(r"\bevery$", before, re.I):
+        before, wh = before[:-5].rstrip(), "how often"
     if span.kind in ("when", "where_name"):
         before = re.sub(r"\s+(?:on|in|at|by|from|during)$", "", before, flags=re.I)
         if span.kind == "where_name":
@@ -256,7 +265,7 @@ def _fronted_question(sentence: str, span: Span) -> str | None:
     if span.kind == "called":
         head = sentence[:span.start]
         m = re.match(r"^(?P<subj>.+?)\s+(?P<aux>is|are|was|were)\s+(?:also\s+)?(?:called|named|known as)\s*$", head, re.I)
-        if m:
+        if m and "," not in m.group("subj") and len(m.group("subj").split()) <= 8:
             return f"What {m.group('aux').lower()} {_lower_first(m.group('subj'))} called?"
         return None
     if tail:
