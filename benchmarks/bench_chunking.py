@@ -3,7 +3,7 @@
 1. **Chunking** (MB/s) of a generated Markdown corpus (headings, paragraphs, lists, tables,
    code, "key: value" lines; ~50 MB by default) with SmolLM2's tokenizer, at the same chunk
    size (256 tokens, no overlap), one document at a time for every splitter:
-   `ingestion.chunking.chunk_markdown`, langchain-text-splitters'
+   `ingestion.processing.chunking.chunk_markdown`, langchain-text-splitters'
    `RecursiveCharacterTextSplitter.from_huggingface_tokenizer` and `semchunk.chunkerify`.
    All three run on the same slice of the corpus (the baselines run at well under 1 MB/s on
    two cores), in interleaved rounds so that other load on the machine weighs on each alike;
@@ -106,7 +106,7 @@ def over_limit(tok: Any, chunks: list[str]) -> int:
 
 
 def bench_chunking(mb: float, slice_mb: float) -> None:
-    from ingestion.chunking import chunk_markdown
+    from ingestion.processing.chunking import chunk_markdown
     from training.base_models import load_tokenizer
 
     tok = load_tokenizer("smollm2-135m")
@@ -171,8 +171,8 @@ def _rss_kb(field: str) -> int:
 def worker(url: str, n_docs: int) -> dict[str, Any]:
     """Store `n_docs` documents (plus a thread per ten), then time `process_team` on them."""
     from connectors.base import Document, Interaction, Message
-    from ingestion.pipeline import process_team
-    from ingestion.runner import ingest_records
+    from ingestion.corpus.runner import ingest_records
+    from ingestion.processing.pipeline import process_team
     from tacit.config import parse_config
     from tacit.context import Context
     from training.base_models import load_tokenizer

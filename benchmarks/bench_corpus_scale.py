@@ -161,8 +161,8 @@ def load_corpus(ctx: Any, url: str, chunks: int, budget_s: float) -> dict[str, A
 # --------------------------------------------------------------------------- measuring
 def measure(ctx: Any, documents: int, rounds: int, seed: int) -> dict[str, Any]:
     from connectors.base import Document
-    from ingestion.pipeline import process_team
-    from ingestion.runner import ingest_records
+    from ingestion.corpus.runner import ingest_records
+    from ingestion.processing.pipeline import process_team
     from training.base_models import load_tokenizer
 
     load_tokenizer("tiny-random", ctx.data_dir)  # loaded once per process: not part of any figure

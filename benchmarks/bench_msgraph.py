@@ -13,9 +13,13 @@ every tenth a real .docx), written through the runner into a SQLite corpus:
 3. `$batch`: round trips for the permission look-ups, batched against one by one (both measured
    here, without throttling), and the time each took;
 4. one file in `--items` edited, then an incremental sync: its requests as a share of the full
-   sync's (anchor: <= 1 %).
+   sync's (anchor: <= 1 %);
+5. Teams: a channel of `--threads` threads (a root and two replies each) against a sandbox whose
+   channel delta carries no replies, as Graph's does: requests of a full sync and of an incremental
+   sync after one new reply to an old thread, each beside the fewest the documented API allows
+   (anchor: ratio 1.0; replies read with list replies, twenty threads per `$batch`).
 
-    .venv/bin/python benchmarks/bench_msgraph.py [--items 1000] [--every 10]
+    .venv/bin/python benchmarks/bench_msgraph.py [--items 1000] [--every 10] [--threads 400]
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connectors.sandbox.graph import GraphSandbox, files  # noqa: E402
+from connectors.sandbox.graph.state import Identity  # noqa: E402
 from connectors.sandbox.graph.workspace import HOST, add_bulk_files  # noqa: E402
 
 PAGE = 200  # Graph's drive delta pages hold up to 200 items by default
@@ -40,12 +46,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--every", type=int, default=10, help="throttle every n-th request")
+    parser.add_argument("--threads", type=int, default=400, help="Teams threads in the channel of part 5")
     args = parser.parse_args()
 
     import os
 
     os.environ.setdefault("TACIT_SECRET_KEY", "ZmRlYWRiZWVmZGVhZGJlZWZkZWFkYmVlZmRlYWRiZWU=")
-    from ingestion.runner import run_sync
+    from ingestion.corpus.runner import run_sync
     from tacit.context import Context
 
     with GraphSandbox(page_size=PAGE) as sb, tempfile.TemporaryDirectory() as tmp:
@@ -120,6 +127,52 @@ def main() -> None:
         print(f"   documents written: {inc.documents_written} (anchor: 1); requests: {inc_served} "
               f"(site, its drives, one delta page, one permissions $batch, /content, the download)")
         print(f"   share of the full sync's requests: {inc_served / full_served:.2%}   (anchor: <= 1%)")
+
+        teams_section(sb, config, args.threads, run_sync, Context.load)
+
+
+def teams_section(sb: GraphSandbox, config: Path, threads: int, run_sync: Any, load: Any) -> None:
+    """Part 5: Teams threads with replies read per root, full and incremental, against the minimum."""
+    st = sb.state
+    team = st.add_team("Bench team", "Benchmark team", "bench-team@lumenlabs.example")
+    channel = st.add_channel(team.id, "General")
+    asker, answerer = Identity("Ivan Petrov", "ivan@lumenlabs.example"), Identity("Dana Whitfield",
+                                                                                  "dana@lumenlabs.example")
+    roots = []
+    for n in range(threads):
+        root = st.post_message(team.id, channel.id, f"<p>Question {n}: where is runbook {n}?</p>", author=asker)
+        for k in range(2):
+            st.post_message(team.id, channel.id, f"<p>Answer {k} to {n}: see page {n * 2 + k}.</p>",
+                            author=answerer, reply_to=root.id)
+        roots.append(root)
+    with config.open("a", encoding="utf-8") as out:
+        out.write(f'[[sources]]\nname = "bench-teams"\nkind = "msgraph"\nteam = "platform"\n'
+                  f'access_token = "{sb.static_token}"\nbase_url = "{sb.url}"\nteams = ["{team.id}"]\n'
+                  'rate_limit = 10000\n')
+    tctx = load(config)
+    # the team has no files drive (one 404), the team, its channels; then one delta page per 50 roots
+    # (`$top` at most 50) and one `$batch` of list-replies requests per 20 roots
+    fixed = 3
+    minimum = fixed + -(-threads // 50) + -(-threads // 20)
+    served0 = sb.requests_served()
+    full = run_sync(tctx, "bench-teams")
+    served = sb.requests_served() - served0
+    assert full.status == "succeeded", full.error
+    print(f"\n5. Teams: {threads} threads (a root and 2 replies each), channel delta without replies")
+    print(f"   full sync: interactions written {full.interactions_written} (anchor: {threads}); "
+          f"requests {served}, fewest the API allows {minimum}: ratio {served / minimum:.3f}   (anchor: 1.0)")
+    old = roots[len(roots) // 3]
+    st.post_message(team.id, channel.id, "<p>Update: runbooks moved to the wiki.</p>", author=asker, reply_to=old.id)
+    # the same 3, one empty delta page, one `$batch` per 20 known threads re-reading their replies
+    # (a reply does not bring its root back into the delta), one `$batch` reading the changed root
+    minimum = fixed + 1 + -(-threads // 20) + 1
+    served0 = sb.requests_served()
+    inc = run_sync(tctx, "bench-teams")
+    served = sb.requests_served() - served0
+    assert inc.status == "succeeded", inc.error
+    print(f"   one new reply to an old thread, incremental sync: interactions written {inc.interactions_written} "
+          f"(anchor: 1); requests {served}, fewest the API allows {minimum}: ratio {served / minimum:.3f}   "
+          "(anchor: 1.0)")
 
 
 def measure_batch(ctx: object, drive_id: str, item_ids: list[str]) -> tuple[tuple[int, float], tuple[int, float]]:

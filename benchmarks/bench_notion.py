@@ -34,7 +34,7 @@ from connectors.notion import NotionConnector  # noqa: E402
 from connectors.sandbox.notion import TEAMSPACES, NotionSandbox, build_workspace  # noqa: E402
 from tacit.config import SourceConfig  # noqa: E402
 
-BURST = 3  # the budget's burst for Notion (tacit.context.RATE_LIMITS)
+BURST = 3  # the budget's burst for Notion (NotionConnector.rate_limit)
 #: Notion limits the *average* rate; the sandbox lets short bursts through, as Notion does, so the
 #: jitter of loopback latencies alone does not turn a request sent on time into a 429.
 SANDBOX_BURST = 10

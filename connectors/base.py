@@ -15,14 +15,66 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.http import HttpBudget
-from tacit.config import SourceConfig
+
+
+# --------------------------------------------------------------------------- storable text
+def clean_text(value: str) -> str:
+    """Without NUL characters and lone surrogates: what every database can store."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def clean_strings(value: Any) -> Any:
+    """`value` with `clean_text` applied to every string inside it (lists, dicts, records), recursively.
+
+    Returns the very same object when nothing needed cleaning, so the common case copies nothing.
+    """
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        items = [clean_strings(v) for v in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    if isinstance(value, dict):
+        pairs = [(clean_strings(k), clean_strings(v)) for k, v in value.items()]
+        changed = any(k2 is not k or v2 is not v for (k2, v2), (k, v) in zip(pairs, value.items(), strict=True))
+        return dict(pairs) if changed else value
+    if isinstance(value, BaseModel):
+        changes = {k: c for k, v in value.__dict__.items() if (c := clean_strings(v)) is not v}
+        return value.model_copy(update=changes) if changes else value
+    return value
+
+
+#: What a team or source name may be (it appears in URLs, paths and Celery task arguments).
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+class SourceConfig(BaseModel):
+    """The keys every source has; each connector validates its own extra keys (`Settings`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    kind: str
+    team: str
+    schedule: str | None = None
+    enabled: bool = True
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
 # --------------------------------------------------------------------------- errors
@@ -84,7 +136,7 @@ class Document(_Record):
     @field_validator("text", "title")
     @classmethod
     def _no_nul(cls, value: str) -> str:
-        return value.replace("\x00", "")
+        return clean_text(value)
 
     def content_hash(self) -> str:
         """Hash of everything that, when changed, makes a new version of the document."""
@@ -111,7 +163,7 @@ class Message(BaseModel):
     @field_validator("text")
     @classmethod
     def _no_nul(cls, value: str) -> str:
-        return value.replace("\x00", "")
+        return clean_text(value)
 
 
 class Interaction(_Record):
@@ -196,12 +248,53 @@ class NoSettings(BaseModel):
 SyncGenerator = Generator["Record | CheckpointMark", None, Checkpoint]
 
 
+@dataclass(frozen=True)
+class BeatEntry:
+    """A periodic Celery task a connector needs (e.g. renewing webhook subscriptions)."""
+
+    name: str
+    task: str  # a Celery task name the connector's platform module registers
+    cron: str  # five cron fields, UTC
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """What a connector adds to the platform besides syncing (`Connector.contributes`), found through the registry.
+
+    `routers` are FastAPI routers mounted by `tacit serve` before the generic webhook route;
+    `event_handlers` map a stored webhook event's channel to the function that turns it into
+    records (called as `handler(ctx, event, source_name)`); `beat` lists the periodic tasks for
+    the configured sources of this kind (given them and `[api] public_url`); `status` adds
+    fields to `tacit sources show` and the admin API (called as `status(ctx, source_name)`).
+    """
+
+    routers: tuple[Any, ...] = ()
+    event_handlers: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    beat: Callable[[Sequence[SourceConfig], str | None], list[BeatEntry]] | None = None
+    status: Callable[[Any, str], dict[str, Any]] | None = None
+
+
+NO_CONTRIBUTIONS = Contributions()
+
+
 class Connector(ABC):
+    """A source kind. Subclasses are listed under the `tacit.connectors` entry points (`connectors.registry`)."""
+
     kind: ClassVar[str]
     Checkpoint: ClassVar[type[Checkpoint]] = Checkpoint
     Settings: ClassVar[type[BaseModel]] = NoSettings
     #: Sources of this kind are pushed to (webhooks, import) rather than pulled.
     push_only: ClassVar[bool] = False
+    #: Requests a second (None: unlimited) and burst, shared by every source with the same
+    #: credentials (`HttpBudget`); a source's `rate_limit` setting overrides the rate.
+    rate_limit: ClassVar[tuple[float | None, int]] = (None, 1)
+
+    #: Where this kind's `Contributions` are, as "module:attribute" (entry-point syntax), or None.
+    #: The registry resolves it when the platform asks (`connectors.registry.contributions`), so
+    #: a vendor's platform half — webhook routes on the web and worker layers — stays out of a
+    #: sync or a configuration check, and the pure connector never imports upward.
+    contributes: ClassVar[str | None] = None
 
     def __init__(self, source: SourceConfig, http: HttpBudget) -> None:
         self.source = source

@@ -22,10 +22,13 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.base import NAME_PATTERN, SourceConfig
+from connectors.registry import UnknownConnector, connector_class
+
 CONFIG_ENV = "TACIT_CONFIG"
 DEFAULT_NAME = "tacit.toml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_NAME = NAME_PATTERN
 
 
 class ConfigError(Exception):
@@ -121,22 +124,7 @@ class TeamConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     eval_set: Path | None = None  # JSONL of {"question", "answer"} for the promotion gate
     principals: list[str] = []  # ACL principals that map a shared workspace's pages to this team
-
-
-class SourceConfig(BaseModel):
-    """The keys every source has; each connector validates its own extra keys (`Settings`)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str = Field(pattern=_NAME)
-    kind: str
-    team: str
-    schedule: str | None = None
-    enabled: bool = True
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+    record_conversations: bool = True  # store what the /v1 endpoint answers as `chat` interactions
 
 
 class ApiConfig(_Strict):
@@ -148,10 +136,31 @@ class ApiConfig(_Strict):
     public_url: str | None = None  # where vendors reach the webhook routes
 
 
+class InferenceConfig(_Strict):
+    """`[inference]`: who answers the OpenAI-compatible `/v1` routes of `tacit serve`.
+
+    `embedded`: this process, with transformers + peft (one base model, adapters switched per
+    request). `vllm`: a vLLM server started with `--enable-lora` and runtime LoRA updating; Tacit
+    loads each promoted version into it and forwards `/v1/*` there.
+    """
+
+    backend: Literal["embedded", "vllm"] = "embedded"
+    url: str = "http://inference:8000"  # the vLLM server (backend = "vllm")
+    api_key: SecretStr | None = None  # vLLM's --api-key, if it was started with one
+    adapters_path: str | None = None  # where vLLM sees <data_dir>/adapters (its volume mount)
+    timeout_s: float = Field(120.0, gt=0)
+    max_concurrency: int = Field(1, ge=1, le=256)  # generations running at once (embedded)
+    max_queue: int = Field(16, ge=0, le=10000)  # requests waiting beyond those; more get 429
+    max_adapters: int = Field(8, ge=1, le=256)  # adapters kept loaded (least recently used go)
+    max_tokens: int = Field(1024, ge=1)  # the largest max_tokens a request may ask for
+    default_max_tokens: int = Field(256, ge=1)
+
+
 class TacitConfig(_Strict):
     storage: StorageConfig = StorageConfig()
     queue: QueueConfig = QueueConfig()
     api: ApiConfig = ApiConfig()
+    inference: InferenceConfig = InferenceConfig()
     teams: list[TeamConfig] = []
     sources: list[SourceConfig] = []
     path: Path | None = Field(None, exclude=True)
@@ -274,7 +283,6 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> TacitConfig:
 
 
 def _validate_sources(config: TacitConfig, label: str) -> None:
-    from connectors.registry import UnknownConnector, connector_class
 
     for i, source in enumerate(config.sources):
         try:

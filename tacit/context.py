@@ -6,6 +6,7 @@ functions receive it instead of reading globals, so they are tested without Cele
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from contextlib import AbstractContextManager
 from functools import cached_property
@@ -15,27 +16,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.http import HttpBudget
+from connectors.registry import connector_class
 from db import models
 from db.session import migrate, session_scope
 from tacit.config import SourceConfig, TacitConfig, load_config
-from tacit.secrets import SecretBox
+from tacit.errors import UnknownSource, UnknownTeam
+from tacit.secrets import SecretBox, redact_in_logs, secret_values
 
 log = logging.getLogger(__name__)
-
-#: Requests a second allowed per source kind (vendor-documented averages), and burst.
-RATE_LIMITS: dict[str, tuple[float | None, int]] = {
-    "notion": (3.0, 3),  # "an average of three requests per second" (developers.notion.com/reference/request-limits)
-    "msgraph": (20.0, 20),
-    "webhook": (None, 1),
-}
-
 
 class Context:
     def __init__(self, config: TacitConfig, *, migrate_db: bool = True) -> None:
         self.config = config
         self.database_url = config.database_url
         self._migrated = False
-        from tacit.secrets import redact_in_logs, secret_values
 
         redact_in_logs(set().union(*(secret_values(s.settings) for s in config.sources)) if config.sources else set())
         if migrate_db:
@@ -104,26 +98,24 @@ class Context:
         row = session.scalar(select(models.Source).where(models.Source.name == name))
         if row is None:
             self.config.source(name)  # raises a ConfigError naming the source
-            raise LookupError(f"source {name!r} is not in the database")
+            raise UnknownSource(f"source {name!r} is not in the database")
         return row
 
     def team_row(self, session: Session, name: str) -> models.Team:
         row = session.scalar(select(models.Team).where(models.Team.name == name))
         if row is None:
             self.config.team(name)
-            raise LookupError(f"team {name!r} is not in the database")
+            raise UnknownTeam(f"team {name!r} is not in the database")
         return row
 
     def http_budget(self, source: SourceConfig, **kwargs: object) -> HttpBudget:
-        rate, burst = RATE_LIMITS.get(source.kind, (None, 1))
+        rate, burst = connector_class(source.kind).rate_limit
         settings = source.settings
         rate = settings.get("rate_limit", rate)
         key = _budget_key(source)
         return HttpBudget(key, rate=rate, burst=burst, redis_url=self.redis_url, **kwargs)  # type: ignore[arg-type]
 
     def connector(self, name: str, **http_kwargs: object):  # type: ignore[no-untyped-def]
-        from connectors.registry import connector_class
-
         source = self.source_config(name)
         cls = connector_class(source.kind)
         return cls(source, self.http_budget(source, **http_kwargs))
@@ -131,7 +123,6 @@ class Context:
 
 def _budget_key(source: SourceConfig) -> str:
     """Rate limits are per integration (Notion token) or tenant (Graph), not per source."""
-    import hashlib
 
     settings = source.settings
     ident = settings.get("token") or settings.get("tenant_id") or settings.get("access_token") or source.name

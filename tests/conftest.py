@@ -8,6 +8,8 @@ server is a failure there, not a silent skip.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -127,7 +129,7 @@ def make_ctx(tmp_path: Path) -> Callable[..., Context]:
     def make(database_url: str, body: str = DEFAULT_TEAMS + DEFAULT_SOURCES, broker_url: str = "memory://") -> Context:
         path = write_config(tmp_path, database_url, body, broker_url)
         ctx = Context(load_config(path))
-        from ingestion.tasks import set_context
+        from ingestion.worker.tasks import set_context
 
         set_context(ctx)
         return ctx
@@ -139,3 +141,21 @@ def make_ctx(tmp_path: Path) -> Callable[..., Context]:
 def ctx(make_ctx: Callable[..., Context], db_url: str) -> Context:
     """A migrated context with two teams (platform, support) and two webhook sources, on each dialect."""
     return make_ctx(db_url)
+
+
+@pytest.fixture
+def tacit() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the command line as a user does: `tacit(*args, cwd=…, check=False, env={…})`.
+
+    `python -m tacit.cli` in a fresh process, in `cwd`, with `env` added to this environment.
+    """
+
+    def run(*args: str, cwd: Path, check: bool = False, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "tacit.cli", *args], cwd=cwd, capture_output=True, text=True,
+                              env={**os.environ, **(env or {})}, timeout=timeout)
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    return run

@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from training.data import Seq, Unit, prompt_ids, render
+from training.data import Seq, Unit, pack, render, split_micro
+from training.modeling import forward_logits, greedy_continuations
 
 ANCHOR_PROMPTS = Path(__file__).parent / "probes" / "anchor_prompts.jsonl"
 ANCHOR_MAX_NEW_TOKENS = 80
@@ -45,27 +46,14 @@ def _trim(text: str, finished: bool) -> str | None:
 def generate_anchor_answers(model: Any, tokenizer: Any, prompts: list[str], device: torch.device,
                             batch_size: int = 16) -> list[dict[str, str]]:
     """Greedy base-model answers (call with the adapter disabled)."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     rows: list[dict[str, str]] = []
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start:start + batch_size]
-        encoded = [prompt_ids(tokenizer, p) for p in batch]
-        width = max(len(e) for e in encoded)
-        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)
-        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
-        with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=ANCHOR_MAX_NEW_TOKENS,
-                                 do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
-        for prompt, row in zip(batch, out, strict=True):
-            generated = row[width:].tolist()
-            finished = tokenizer.eos_token_id in generated
-            answer = _trim(tokenizer.decode(generated, skip_special_tokens=True), finished)
-            if answer:
-                rows.append({"prompt": prompt, "answer": answer})
-    if was_training:
-        model.train()
+    continuations = greedy_continuations(model, tokenizer, prompts, device, max_new_tokens=ANCHOR_MAX_NEW_TOKENS,
+                                         batch_size=batch_size)
+    for prompt, generated in zip(prompts, continuations, strict=True):
+        finished = tokenizer.eos_token_id in generated
+        answer = _trim(tokenizer.decode(generated, skip_special_tokens=True), finished)
+        if answer:
+            rows.append({"prompt": prompt, "answer": answer})
     return rows
 
 
@@ -119,8 +107,6 @@ def reference_topk(model: Any, seqs: list[Seq], device: torch.device, *, topk: i
     They depend on the base model only: computed once per distinct input and cached under
     `cache_dir` in one file per `name`, base model and settings. `renormalise`: the top-k
     probabilities rescaled to sum to 1 (anchors); else as they are, the rest of the mass implied."""
-    from training.data import pack, split_micro
-    from training.recipe import forward_logits
 
     cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     path = None

@@ -130,6 +130,11 @@ def prompt_ids(tokenizer: Any, question: str) -> list[int]:
     return _encode(tokenizer, _template(tokenizer, [{"role": "user", "content": question}], True))
 
 
+def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """The chat-template prompt for a whole conversation, ready for the next assistant turn."""
+    return _encode(tokenizer, _template(tokenizer, messages, True))
+
+
 def _from_segments(tokenizer: Any, segments: list[tuple[str, bool]], seq_len: int, role: str,
                    example_id: int | None) -> Seq | None:
     tokens: list[int] = []

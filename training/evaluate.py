@@ -48,9 +48,9 @@ import torch
 from pydantic import BaseModel, Field, ValidationError
 
 from tacit.config import ConfigError
-from training.data import prompt_ids, render
+from training.data import render
 from training.matching import judge
-from training.recipe import sequence_logprobs
+from training.modeling import greedy_continuations, sequence_logprobs
 from training.retrieval import BM25, stuffed_questions
 
 PROBE = Path(__file__).parent / "probes" / "general.jsonl"
@@ -112,22 +112,9 @@ def read_probe(path: Path = PROBE) -> tuple[list[QAItem], list[str]]:
 def generate_answers(model: Any, tokenizer: Any, questions: list[str], device: torch.device,
                      max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 8) -> list[str]:
     """Greedy answers, batched with left padding."""
-    answers: list[str] = []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(questions), batch_size):
-        prompts = [prompt_ids(tokenizer, q) for q in questions[start:start + batch_size]]
-        width = max(len(p) for p in prompts)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-        with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
-        answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
-    if was_training:
-        model.train()
-    return answers
+    continuations = greedy_continuations(model, tokenizer, questions, device, max_new_tokens=max_new_tokens,
+                                         batch_size=batch_size)
+    return [tokenizer.decode(generated, skip_special_tokens=True).strip() for generated in continuations]
 
 
 def answer_logprobs(model: Any, tokenizer: Any, items: list[QAItem], device: torch.device,

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from db import models
 from tacit.config import TeamConfig
+from tacit.context import Context
 from training.data import Selection, knowledge_ids, select_examples
 from training.registry import active_version, versions
 
@@ -180,5 +181,5 @@ class TeamLock:
         self.release()
 
 
-def team_lock(ctx: Any, team: str) -> TeamLock:
+def team_lock(ctx: Context, team: str) -> TeamLock:
     return TeamLock(team, redis_url=ctx.redis_url, lock_dir=ctx.data_dir / "locks")

@@ -32,8 +32,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
-from training.data import IGNORE, Batch, Seq, Unit, fingerprint, pack, plan_epoch, split_micro
+from training.anchors import anchor_answers, anchor_targets, anchor_units, reference_topk
+from training.data import Seq, Unit, fingerprint, pack, plan_epoch, split_micro
 from training.distill import distill_loss
+from training.modeling import forward_logits, sequence_logprobs
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 CHECKPOINT = "checkpoint.pt"
@@ -146,44 +148,6 @@ def assert_only_lora_trainable(model: Any, adapter_name: str = "default") -> int
     return sum(p.numel() for n, p in model.named_parameters() if n in lora)
 
 
-def forward_logits(model: Any, batch: Batch, device: torch.device, bf16: bool = False
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(float logits, target ids, sequence index, positions) at the labelled positions of a packed row."""
-    t = batch.tensors(device)
-    labels = t["labels"][0]
-    keep = (labels != IGNORE).nonzero().squeeze(-1)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(input_ids=t["input_ids"], position_ids=t["position_ids"], use_cache=False, logits_to_keep=keep)
-    return out.logits[0].float(), labels[keep], t["seq_index"][keep], keep
-
-
-def forward_logprobs(model: Any, batch: Batch, device: torch.device, bf16: bool = False
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Log-probabilities of the labelled tokens of a packed row.
-
-    Returns (logp per labelled token, sequence index per labelled token, labelled positions).
-    Logits are only computed at labelled positions (`logits_to_keep`), which skips the vocabulary
-    projection for prompt tokens.
-    """
-    logits, targets, index, keep = forward_logits(model, batch, device, bf16)
-    logp = -F.cross_entropy(logits, targets, reduction="none")
-    return logp, index, keep
-
-
-def sequence_logprobs(model: Any, seqs: Sequence[Seq], device: torch.device, micro_tokens: int = 2048,
-                      bf16: bool = False) -> list[tuple[float, int]]:
-    """(sum of log-probabilities, trained tokens) per sequence, without gradients."""
-    results: list[tuple[float, int]] = []
-    with torch.no_grad():
-        for group in split_micro(list(seqs), micro_tokens):
-            batch = pack(group)
-            logp, index, _ = forward_logprobs(model, batch, device, bf16)
-            sums = torch.zeros(len(group), dtype=torch.float64, device=logp.device)
-            sums.index_add_(0, index, logp.double())
-            results += [(float(sums[i]), group[i].targets) for i in range(len(group))]
-    return results
-
-
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -255,7 +219,6 @@ class LoRARecipe:
         self.model = model.to(self.device)
         self.model.train()
         if cfg.anchor_ratio > 0:
-            from training.anchors import anchor_answers, anchor_units
 
             tokenizer = tokenizer or base_models.load_tokenizer(cfg.base_model, cfg.data_dir)
             rows = anchor_answers(self.model, tokenizer, self.device, cfg.base_hash or cfg.base_model, cfg.anchor_cache)
@@ -316,7 +279,6 @@ class LoRARecipe:
         """Anchors are distilled: at each answer position the adapter matches the base model's
         next-token distribution (its top-k, renormalised), not only its greedy token, which ties
         the adapter to the base model far more closely outside the team's domain."""
-        from training.anchors import anchor_targets
 
         anchors = list({id(s): s for u in self.units for s in u.seqs if s.role == "anchor"}.values())
         if anchors and self.cfg.anchor_topk > 0:
@@ -327,8 +289,6 @@ class LoRARecipe:
     def _distill_targets(self) -> None:
         """Context distillation: the base model's top-k next-token distribution at each answer
         position of a distilled sequence, read with the passage in its prompt (`Seq.teacher`)."""
-        from training.anchors import reference_topk
-
         seqs = list({id(s): s for u in self.units for s in u.seqs if s.role == "distill"}.values())
         if seqs:
             reference_topk(self.model, seqs, self.device, topk=self.cfg.distill_topk, micro_tokens=self.micro_tokens,

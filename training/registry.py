@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 
 from db import models
 from db.base import utcnow
+from tacit.context import Context
+from tacit.errors import AdapterStateError, NoAdapter
 from training.data import knowledge_ids, lineage_chain
 
 STATUSES = ("training", "candidate", "active", "rejected", "retired", "failed")
@@ -55,12 +57,12 @@ def get_version(session: Session, team: models.Team, version: int | None) -> mod
     if version is None:
         row = active_version(session, team.id)
         if row is None:
-            raise LookupError(f"team {team.name} has no active adapter (run `tacit train {team.name}`)")
+            raise NoAdapter(f"team {team.name} has no active adapter (run `tacit train {team.name}`)")
         return row
     row = session.scalar(select(models.Adapter).where(models.Adapter.team_id == team.id,
                                                       models.Adapter.version == version))
     if row is None:
-        raise LookupError(f"team {team.name} has no adapter version {version}")
+        raise NoAdapter(f"team {team.name} has no adapter version {version}")
     return row
 
 
@@ -96,7 +98,7 @@ def as_dict(session: Session, row: models.Adapter) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the CLI's functions
-def list_versions(ctx: Any, team: str) -> list[dict[str, Any]]:
+def list_versions(ctx: Context, team: str) -> list[dict[str, Any]]:
     with ctx.session() as session:
         team_row = ctx.team_row(session, team)
         return [as_dict(session, row) for row in versions(session, team_row.id)]
@@ -147,7 +149,7 @@ def deleted_documents(session: Session, row: models.Adapter) -> dict[str, Any]:
     }
 
 
-def show_version(ctx: Any, team: str, version: int | None = None) -> dict[str, Any]:
+def show_version(ctx: Context, team: str, version: int | None = None) -> dict[str, Any]:
     with ctx.session() as session:
         team_row = ctx.team_row(session, team)
         row = get_version(session, team_row, version)
@@ -170,7 +172,7 @@ def _activate(session: Session, team_id: int, row: models.Adapter, reason: str) 
     return previous
 
 
-def promote(ctx: Any, team: str, version: int, reason: str) -> str:
+def promote(ctx: Context, team: str, version: int, reason: str) -> str:
     """Make `version` the active one (by hand, or by the gate)."""
     with ctx.session() as session:
         team_row = ctx.team_row(session, team)
@@ -178,25 +180,25 @@ def promote(ctx: Any, team: str, version: int, reason: str) -> str:
         if row.status == "active":
             return f"{team}: version {version} is already active"
         if row.status in ("training", "failed"):
-            raise LookupError(f"team {team}: version {version} is {row.status}; only a trained version can be promoted")
+            raise AdapterStateError(f"team {team}: version {version} is {row.status}; only a trained version can be promoted")
         check_adapter_dir(Path(row.path or ""))
         previous = _activate(session, team_row.id, row, reason)
         before = f" (was {previous.version})" if previous is not None and previous.id != row.id else ""
         return f"{team}: version {version} is active{before}"
 
 
-def rollback(ctx: Any, team: str) -> str:
+def rollback(ctx: Context, team: str) -> str:
     """Back to the version that was active before the current one; the current one is rejected."""
     with ctx.session() as session:
         team_row = ctx.team_row(session, team)
         current = active_version(session, team_row.id)
         if current is None:
-            raise LookupError(f"team {team} has no active adapter to roll back")
+            raise AdapterStateError(f"team {team} has no active adapter to roll back")
         candidates = [r for r in versions(session, team_row.id)
                       if r.status == "retired" and r.promoted_at is not None and current.promoted_at is not None
                       and r.promoted_at <= current.promoted_at and r.id != current.id]
         if not candidates:
-            raise LookupError(f"team {team}: version {current.version} is the first active version; nothing to roll back to")
+            raise AdapterStateError(f"team {team}: version {current.version} is the first active version; nothing to roll back to")
         target = max(candidates, key=lambda r: (r.promoted_at, r.version))
         current.status = "rejected"
         current.reason = f"rolled back to version {target.version}"
@@ -244,14 +246,14 @@ def check_adapter_dir(path: Path) -> dict[str, Any]:
     return config
 
 
-def export(ctx: Any, team: str, dest: Path | str, version: int | None = None) -> Path:
+def export(ctx: Context, team: str, dest: Path | str, version: int | None = None) -> Path:
     """Copy a version's PEFT directory to `dest` (validated), with a `tacit.json` describing it."""
     dest = Path(dest)
     with ctx.session() as session:
         team_row = ctx.team_row(session, team)
         row = get_version(session, team_row, version)
         if row.status in ("training", "failed") or not row.path:
-            raise LookupError(f"team {team}: version {row.version} is {row.status}; nothing to export")
+            raise AdapterStateError(f"team {team}: version {row.version} is {row.status}; nothing to export")
         source = Path(row.path)
         config = check_adapter_dir(source)
         info = {"team": team, "version": row.version, "status": row.status, "base_model": row.base_model,

@@ -21,6 +21,8 @@ from sqlalchemy import select
 from db import models
 from db.base import utcnow
 from tacit.config import TeamConfig
+from tacit.context import Context
+from tacit.errors import NoAdapter
 from training import base_models
 from training.data import Selection, held_out, padding_waste, plan_epoch, render_selection, team_examples
 from training.distill import distill_units
@@ -37,6 +39,7 @@ from training.policy import decide, team_lock
 from training.recipe import LoRARecipe, RecipeConfig, bf16_default, resolve_device
 from training.registry import _activate, active_version, next_version, version_dir
 from training.retrieval import team_chunk_texts
+from training.serving.vllm import sync_team_quietly
 
 #: A refresh takes at least MIN_STEPS optimizer steps (more epochs over small data, up to
 #: MAX_EPOCHS), and small data is cut into at least MIN_STEPS_PER_EPOCH steps an epoch (each of at
@@ -105,7 +108,7 @@ class _Progress:
 
 
 # ---------------------------------------------------------------------------- eval sets
-def _eval_path(ctx: Any, team: TeamConfig) -> Path | None:
+def _eval_path(ctx: Context, team: TeamConfig) -> Path | None:
     if team.eval_set is None:
         return None
     path = Path(team.eval_set).expanduser()
@@ -114,7 +117,7 @@ def _eval_path(ctx: Any, team: TeamConfig) -> Path | None:
     return path
 
 
-def team_eval_items(ctx: Any, session: Any, team: TeamConfig, team_id: int | None,
+def team_eval_items(ctx: Context, session: Any, team: TeamConfig, team_id: int | None,
                     limit: int = MAX_EVAL_ITEMS) -> tuple[list[QAItem], str]:
     """The team's QA eval set: configured file, else held-out qa examples, else its qa examples."""
     path = _eval_path(ctx, team)
@@ -134,7 +137,7 @@ def team_eval_items(ctx: Any, session: Any, team: TeamConfig, team_id: int | Non
     return [i for i in items if i.question and i.answer], source
 
 
-def build_suite(ctx: Any, session: Any, team: TeamConfig, team_id: int, selection: Selection) -> EvalSuite:
+def build_suite(ctx: Context, session: Any, team: TeamConfig, team_id: int, selection: Selection) -> EvalSuite:
     items, source = team_eval_items(ctx, session, team, team_id)
     probe_qa, probe_texts = read_probe()
     others: dict[str, list[QAItem]] = {}
@@ -151,7 +154,7 @@ def build_suite(ctx: Any, session: Any, team: TeamConfig, team_id: int, selectio
 
 
 # ---------------------------------------------------------------------------- refresh
-def _load_tokenizer(ctx: Any, name: str) -> Any:
+def _load_tokenizer(ctx: Context, name: str) -> Any:
     try:
         return base_models.load_tokenizer(name, ctx.data_dir)
     except base_models.BaseModelError:
@@ -181,7 +184,7 @@ def _resume_selection(session: Any, row: models.Adapter) -> Selection | None:
     return selection
 
 
-def refresh_adapter(ctx: Any, team: str, *, force: bool = False, console: Any = None) -> dict[str, Any]:
+def refresh_adapter(ctx: Context, team: str, *, force: bool = False, console: Any = None) -> dict[str, Any]:
     """Refresh one team's adapter if due; returns what happened (status, version, reason, metrics)."""
     team_cfg = ctx.config.team(team)
     base_models.resolve(team_cfg.base_model, ctx.data_dir)  # a missing base model fails here, clearly
@@ -195,7 +198,7 @@ def refresh_adapter(ctx: Any, team: str, *, force: bool = False, console: Any = 
         lock.release()
 
 
-def _refresh(ctx: Any, team_cfg: TeamConfig, force: bool, progress: _Progress, lock: Any) -> dict[str, Any]:
+def _refresh(ctx: Context, team_cfg: TeamConfig, force: bool, progress: _Progress, lock: Any) -> dict[str, Any]:
     team = team_cfg.name
     tcfg = team_cfg.training
     tokenizer = _load_tokenizer(ctx, team_cfg.base_model)
@@ -289,6 +292,10 @@ def _refresh(ctx: Any, team_cfg: TeamConfig, force: bool, progress: _Progress, l
         else:
             row.status, row.reason = "rejected", reason
     progress.note(f"{team}: version {version} {'promoted' if promote_it else 'rejected'}: {reason}")
+    if promote_it:
+        synced = sync_team_quietly(ctx, team)  # vLLM backend: load the new version, unload the old
+        if synced:
+            progress.note(synced)
     summary = {k: v for k, v in metrics.items() if k != "qa_answers"}
     return {"team": team, "status": "promoted" if promote_it else "rejected", "version": version,
             "parent_version": parent_version, "continued_from": parent_version if parent_path else None,
@@ -317,7 +324,7 @@ def _train(cfg: RecipeConfig, units: list[Any], tokenizer: Any, progress: _Progr
     return summary
 
 
-def _evaluate(ctx: Any, team_cfg: TeamConfig, candidate: Path, active: Path | None, suite: EvalSuite,
+def _evaluate(ctx: Context, team_cfg: TeamConfig, candidate: Path, active: Path | None, suite: EvalSuite,
               base_hash: str, device_name: str) -> dict[str, Any]:
     from peft import PeftModel
 
@@ -334,7 +341,7 @@ def _evaluate(ctx: Any, team_cfg: TeamConfig, candidate: Path, active: Path | No
 
 
 # ---------------------------------------------------------------------------- ask
-def ask(ctx: Any, team: str, question: str, *, base: bool = False, max_new_tokens: int = 128) -> str:
+def ask(ctx: Context, team: str, question: str, *, base: bool = False, max_new_tokens: int = 128) -> str:
     """Answer with the team's active adapter (greedy, chat template), or the base model."""
     from peft import PeftModel
 
@@ -347,7 +354,7 @@ def ask(ctx: Any, team: str, question: str, *, base: bool = False, max_new_token
             team_row = ctx.team_row(session, team)
             active = active_version(session, team_row.id)
             if active is None or not active.path:
-                raise LookupError(f"team {team} has no active adapter yet (run `tacit train {team}`, "
+                raise NoAdapter(f"team {team} has no active adapter yet (run `tacit train {team}`, "
                                   "or ask the base model with --base)")
             path = active.path
     tokenizer = _load_tokenizer(ctx, team_cfg.base_model)

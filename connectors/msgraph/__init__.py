@@ -20,7 +20,7 @@ their drives, files and permissions; `Files.Read.All` is enough for group and us
 `Mail.Read` (mailboxes), `Team.ReadBasic.All`, `Channel.ReadBasic.All` and
 `ChannelMessage.Read.All` (Teams). A 401/403 names the permission the failing call needs.
 
-Change notifications: `ingestion.msgraph_webhooks` (routes, subscriptions, processing).
+Change notifications: `connectors.msgraph.webhooks` (routes, subscriptions, processing).
 """
 
 from connectors.msgraph.connector import GraphConnector

@@ -16,20 +16,29 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from connectors.base import Checkpoint, Connector, Failure, SyncGenerator, Tombstone
+from connectors.base import (
+    Checkpoint,
+    Connector,
+    Failure,
+    SourceConfig,
+    SyncGenerator,
+    Tombstone,
+)
 from connectors.http import HttpBudget
 from connectors.msgraph import drives, ids, mail, teams
 from connectors.msgraph.auth import make_credential
 from connectors.msgraph.client import GraphSession
 from connectors.msgraph.settings import GraphCheckpoint, GraphSettings
 from connectors.msgraph.walker import Walker
-from tacit.config import SourceConfig
 
 log = logging.getLogger(__name__)
 
 
 class GraphConnector(Connector):
     kind: ClassVar[str] = "msgraph"
+    rate_limit: ClassVar[tuple[float | None, int]] = (20.0, 20)
+    #: Webhook routes, event handlers and more: the platform half, in `connectors.msgraph.webhooks`.
+    contributes: ClassVar[str | None] = "connectors.msgraph.webhooks:CONTRIBUTIONS"
     Checkpoint: ClassVar[type[Checkpoint]] = GraphCheckpoint
     Settings: ClassVar[type[BaseModel]] = GraphSettings
 

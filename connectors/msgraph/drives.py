@@ -3,7 +3,10 @@
 Per drive: follow `@odata.nextLink` page by page (a checkpoint after each page), keep the
 `@odata.deltaLink` for the next run; 410 Gone → that drive starts over from scratch
 (https://learn.microsoft.com/graph/api/driveitem-delta "Response: 410 Gone ... resyncRequired").
-Items with the `deleted` facet become tombstones. Files are streamed under a size cap and
+Items with the `deleted` facet become tombstones. Delta items carry no `parentReference.path`: a
+file's folder comes from the folder items the delta returns, kept by id in the checkpoint
+(`folders.FolderMap`); a renamed or moved folder re-writes the files under it with the new path.
+Each document's metadata names its site, drive and folder, and its Markdown has a `Location:` line. Files are streamed under a size cap and
 converted to Markdown; other types are skipped and counted. Permissions of a page's files are
 read with JSON `$batch` (≤ 20 a round trip) and become ACL principals.
 
@@ -19,19 +22,19 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 
-from connectors.base import AuthError, CheckpointExpired, ConfigError, Document, Failure, Tombstone
-from connectors.msgraph import ids
+from connectors.base import AuthError, ConfigError, Document, Failure, Tombstone
+from connectors.msgraph import delta, folders, ids
 from connectors.msgraph.client import NotFound, translate
 from connectors.msgraph.convert import CONVERTERS, Unreadable, Unsupported, kind_of, to_markdown
+from connectors.msgraph.folders import FolderMap
 from connectors.msgraph.settings import GraphCheckpoint
 from connectors.msgraph.walker import Walker, parse_time
 
 PERMISSION = "Files.Read.All"
-MAX_RESTARTS = 2
 
 
 @dataclass(frozen=True)
@@ -112,32 +115,19 @@ async def _owned(w: Walker, what: str, fetch: Any) -> Any:
 # --------------------------------------------------------------------------- delta walk
 async def sync_drive(w: Walker, drive: DriveScope, cp: GraphCheckpoint) -> AsyncIterator[Any]:
     builder = w.client.drives.by_drive_id(drive.id).items.by_drive_item_id("root").delta
-    url = w.cursor(cp, drive.key)
-    restarts = 0
-    while True:
-        try:
-            page = await w.session.json(url or builder.to_get_request_information(),
-                                        f"delta of drive {drive.name or drive.id}", PERMISSION)
-        except CheckpointExpired:
-            if restarts >= MAX_RESTARTS:
-                raise
-            restarts += 1
-            w.stats["delta_restarts"] += 1
-            cp.pending.pop(drive.key, None)
-            cp.delta.pop(drive.key, None)
-            url = None
-            continue
-        async for record in _page_records(w, drive, page.get("value") or []):
+    tree = FolderMap(cp, drive.key)
+
+    async def handle(page: dict[str, Any]) -> AsyncIterator[Any]:
+        async for record in _page_records(w, drive, tree, page.get("value") or []):
             yield record
-        if page.get("@odata.nextLink"):
-            url = cp.pending[drive.key] = page["@odata.nextLink"]
-            yield w.mark(cp)
-            continue
-        cp.pending.pop(drive.key, None)
-        if page.get("@odata.deltaLink"):
-            cp.delta[drive.key] = page["@odata.deltaLink"]
-        yield w.mark(cp)
-        return
+
+    def restart() -> None:  # 410: the server's view replaces ours, folders included
+        tree.folders.clear()
+
+    async for record in delta.walk(w, cp, drive.key, builder.to_get_request_information,
+                                   what=f"delta of drive {drive.name or drive.id}", permission=PERMISSION,
+                                   handle=handle, on_restart=restart):
+        yield record
 
 
 def _mime(item: dict[str, Any]) -> str | None:
@@ -155,9 +145,17 @@ def skip_reason(w: Walker, item: dict[str, Any]) -> str | None:
     return None
 
 
-async def _page_records(w: Walker, drive: DriveScope, items: list[dict[str, Any]]) -> AsyncIterator[Any]:
-    files: list[dict[str, Any]] = []
+async def _page_records(w: Walker, drive: DriveScope, tree: FolderMap, items: list[dict[str, Any]]
+                        ) -> AsyncIterator[Any]:
+    """The records of one delta page, in page order; then the files under folders the page renamed or moved."""
     out: list[Any] = []  # records in page order; a file's slot is filled once it is read
+    files: list[dict[str, Any]] = []
+    moved: list[str] = []
+    for item in items:  # folders first: a file's path may need a folder later in the page
+        if item.get("deleted") is not None or "@removed" in item:
+            tree.forget(item["id"])
+        elif FolderMap.is_folder(item) and tree.learn(item):
+            moved.append(item["id"])
     for item in items:
         external_id = ids.drive_item(drive.id, item["id"])
         if item.get("deleted") is not None or "@removed" in item:
@@ -170,21 +168,40 @@ async def _page_records(w: Walker, drive: DriveScope, items: list[dict[str, Any]
         else:
             files.append(item)
             out.append(item["id"])
+    by_id = await _read_files(w, drive, tree, files)
+    for record in out:
+        yield record if isinstance(record, Tombstone) else by_id[record]
+    in_page = {f["id"] for f in files}
+    for folder_id in moved:  # "renaming a folder does not result in any descendants ... being returned"
+        w.stats["folders_moved"] += 1
+        under = [f async for f in folders.files_under(w, drive.id, tree, folder_id)
+                 if f["id"] not in in_page and skip_reason(w, f) is None]
+        in_page.update(f["id"] for f in under)
+        w.stats["files_repathed"] += len(under)
+        for start in range(0, len(under), 200):
+            chunk = under[start:start + 200]
+            again = await _read_files(w, drive, tree, chunk)
+            for f in chunk:
+                yield again[f["id"]]
+
+
+async def _read_files(w: Walker, drive: DriveScope, tree: FolderMap, files: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each file's record by item id: permissions with `$batch`, downloads a few at a time."""
     if not files:
-        for record in out:
-            yield record
-        return
+        return {}
+    for f in files:
+        await folders.complete(w, drive.id, tree, (f.get("parentReference") or {}).get("id"))
     perms = await permissions(w, drive, [f["id"] for f in files])
     semaphore = asyncio.Semaphore(w.settings.download_concurrency)
 
     async def read(item: dict[str, Any]) -> Any:
+        parent = (item.get("parentReference") or {}).get("id")
+        folder = tree.path(parent) or folder_of(item)
         async with semaphore:
-            return await file_record(w, drive, item, perms.get(item["id"]))
+            return await file_record(w, drive, item, perms.get(item["id"]), folder)
 
     converted = await asyncio.gather(*(read(f) for f in files))
-    by_id = {f["id"]: r for f, r in zip(files, converted, strict=True)}
-    for record in out:
-        yield record if isinstance(record, Tombstone) else by_id[record]
+    return {f["id"]: r for f, r in zip(files, converted, strict=True)}
 
 
 async def permissions(w: Walker, drive: DriveScope, item_ids: list[str]) -> dict[str, list[str] | Failure]:
@@ -234,8 +251,10 @@ def _principal_key(identity: dict[str, Any]) -> str:
                or identity.get("displayName") or "").lower()
 
 
-async def file_record(w: Walker, drive: DriveScope, item: dict[str, Any], acl: list[str] | Failure | None) -> Any:
-    """One file as a Document, or a Failure (unreadable, download failed), or a Tombstone (gone)."""
+async def file_record(w: Walker, drive: DriveScope, item: dict[str, Any], acl: list[str] | Failure | None,
+                      folder: str) -> Any:
+    """One file as a Document, or a Failure (unreadable, download failed), or a Tombstone (gone);
+    `folder` is where it lives in the drive (`/A/B`)."""
     external_id = ids.drive_item(drive.id, item["id"])
     if isinstance(acl, Failure):
         return acl
@@ -261,10 +280,11 @@ async def file_record(w: Walker, drive: DriveScope, item: dict[str, Any], acl: l
     except Unreadable as exc:
         w.stats["unreadable"] += 1
         return Failure(external_id=external_id, message=f"{what}: {exc}", retryable=False)
+    meta = file_metadata(drive, item, folder)
     return Document(
-        external_id=external_id, title=name, text=text, url=item.get("webUrl"), authors=_authors(item),
-        created_at=parse_time(item.get("createdDateTime")), updated_at=parse_time(item.get("lastModifiedDateTime")),
-        acl=acl or [], metadata=file_metadata(drive, item),
+        external_id=external_id, title=name, text=with_location(text, location(meta)), url=item.get("webUrl"),
+        authors=_authors(item), created_at=parse_time(item.get("createdDateTime")),
+        updated_at=parse_time(item.get("lastModifiedDateTime")), acl=acl or [], metadata=meta,
     )
 
 
@@ -278,23 +298,37 @@ def _authors(item: dict[str, Any]) -> list[str]:
 
 
 def folder_of(item: dict[str, Any]) -> str:
-    """`/Handbook/Policies` from parentReference.path `/drives/{id}/root:/Handbook/Policies`."""
-    path = (item.get("parentReference") or {}).get("path") or ""
+    """`/Handbook/Policies` from parentReference.path `/drives/{id}/root:/Handbook/Policies`; only
+    non-delta reads carry that path (delta items are placed with `FolderMap`); `/` without one."""
+    path = unquote((item.get("parentReference") or {}).get("path") or "")
     return "/" + path.split("root:", 1)[1].strip("/") if "root:" in path else "/"
 
 
-def file_metadata(drive: DriveScope, item: dict[str, Any]) -> dict[str, Any]:
-    folder = folder_of(item)
-    meta: dict[str, Any] = {
-        "source": "drive", "drive_id": drive.id, "drive": drive.name, "drive_url": drive.web_url,
-        "owner": drive.owner, "item_id": item["id"], "folder": folder,
-        "path": folder.rstrip("/") + "/" + (item.get("name") or ""),
+def file_metadata(drive: DriveScope, item: dict[str, Any], folder: str) -> dict[str, Any]:
+    """A drive document's metadata; the keys are listed in README.md ("Record metadata")."""
+    return {
+        "source": "drive", "site_id": drive.site_id, "site": drive.site_name, "site_url": drive.site_url,
+        "drive_id": drive.id, "drive": drive.name, "drive_url": drive.web_url, "owner": drive.owner,
+        "item_id": item["id"], "folder": folder, "path": folder.rstrip("/") + "/" + (item.get("name") or ""),
         "file_type": kind_of(item.get("name") or "", _mime(item)), "mime_type": _mime(item),
         "size": item.get("size"),
     }
-    if drive.site_id:
-        meta.update(site_id=drive.site_id, site=drive.site_name, site_url=drive.site_url)
-    return meta
+
+
+def location(meta: dict[str, Any]) -> str:
+    """Where a file lives, for people and for processing: `Site / Library / folder path / name`."""
+    parts = [meta.get("site"), meta.get("drive") or meta.get("drive_id"), *meta["path"].split("/")]
+    return " / ".join(p for p in parts if p)
+
+
+def with_location(text: str, where: str) -> str:
+    """The Markdown with a `Location:` line under its title (the first `# ` heading), or first when it has none."""
+    line = f"Location: {where}"
+    head, _, rest = text.partition("\n")
+    if head.startswith("# "):
+        rest = rest.lstrip("\n")
+        return f"{head}\n\n{line}\n" + (f"\n{rest}" if rest else "")
+    return f"{line}\n\n{text}"
 
 
 async def fetch_item(w: Walker, drive: DriveScope, item_id: str) -> Any:
@@ -313,4 +347,4 @@ async def fetch_item(w: Walker, drive: DriveScope, item_id: str) -> Any:
         w.skip(reason)
         return Tombstone(external_id=external_id, reason=f"skipped: {reason}")
     perms = await permissions(w, drive, [item_id])
-    return await file_record(w, drive, item, perms.get(item_id))
+    return await file_record(w, drive, item, perms.get(item_id), folder_of(item))

@@ -22,10 +22,10 @@ from msgraph.generated.users.item.mail_folders.item.messages.delta.delta_request
 )
 from msgraph.generated.users.item.messages.messages_request_builder import MessagesRequestBuilder
 
-from connectors.base import CheckpointExpired, ConfigError, Document, Failure, Interaction, Tombstone
+from connectors.base import Document, Failure, Interaction, Tombstone
 from connectors.base import Message as Said
-from connectors.msgraph import ids
-from connectors.msgraph.client import NotFound, translate
+from connectors.msgraph import delta, ids
+from connectors.msgraph.client import translate
 from connectors.msgraph.mailtext import body_text
 from connectors.msgraph.settings import GraphCheckpoint
 from connectors.msgraph.walker import Walker, parse_time
@@ -47,27 +47,11 @@ async def sync_mailbox(w: Walker, mailbox: str, cp: GraphCheckpoint) -> AsyncIte
 
 
 async def _sync_folder(w: Walker, mailbox: str, folder: str, cp: GraphCheckpoint) -> AsyncIterator[Any]:
-    key = scope_key(mailbox, folder)
     builder = w.client.users.by_user_id(mailbox).mail_folders.by_mail_folder_id(folder).messages.delta
     config = RequestConfiguration(query_parameters=DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
         select=["id", "conversationId", "lastModifiedDateTime"]))
-    url = w.cursor(cp, key)
-    restarted = False
-    while True:
-        try:
-            page = await w.session.json(url or builder.to_get_request_information(config),
-                                        f"mail delta of {mailbox}/{folder}", PERMISSION)
-        except CheckpointExpired:
-            if restarted:
-                raise
-            restarted = True
-            w.stats["delta_restarts"] += 1
-            cp.pending.pop(key, None)
-            cp.delta.pop(key, None)
-            url = None
-            continue
-        except NotFound:
-            raise ConfigError(f"mailboxes: no mailbox or folder {mailbox}/{folder}") from None
+
+    async def handle(page: dict[str, Any]) -> AsyncIterator[Any]:
         conversations: list[str] = []
         for message in page.get("value") or []:
             cid = message.get("conversationId")
@@ -78,15 +62,12 @@ async def _sync_folder(w: Walker, mailbox: str, folder: str, cp: GraphCheckpoint
                 conversations.append(cid)
         for record in await read_conversations(w, mailbox, conversations):
             yield record
-        if page.get("@odata.nextLink"):
-            url = cp.pending[key] = page["@odata.nextLink"]
-            yield w.mark(cp)
-            continue
-        cp.pending.pop(key, None)
-        if page.get("@odata.deltaLink"):
-            cp.delta[key] = page["@odata.deltaLink"]
-        yield w.mark(cp)
-        return
+
+    async for record in delta.walk(w, cp, scope_key(mailbox, folder),
+                                   lambda: builder.to_get_request_information(config),
+                                   what=f"mail delta of {mailbox}/{folder}", permission=PERMISSION, handle=handle,
+                                   missing=f"mailboxes: no mailbox or folder {mailbox}/{folder}"):
+        yield record
 
 
 async def read_conversations(w: Walker, mailbox: str, conversation_ids: list[str]) -> list[Any]:

@@ -2,7 +2,7 @@
 
 Resources watched: each drive's root (`drives/{id}/root`, only `updated` is supported there),
 each mailbox's messages, each team channel's messages. A notification is only a signal; the
-receiver (`ingestion.msgraph_webhooks`) runs a delta sync or a targeted fetch.
+receiver (`connectors.msgraph.webhooks`) runs a delta sync or a targeted fetch.
 
 Maximum lifetimes, from "Subscription lifetime" in Microsoft Graph's change-notification docs
 (microsoftgraph/microsoft-graph-docs-contrib, concepts/includes/change-notifications-subscription-lifetime.md,

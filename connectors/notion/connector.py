@@ -92,6 +92,10 @@ class NotionSettings(BaseModel):
 
 class NotionConnector(Connector):
     kind: ClassVar[str] = "notion"
+    #: "an average of three requests per second" (https://developers.notion.com/reference/request-limits)
+    rate_limit: ClassVar[tuple[float | None, int]] = (3.0, 3)
+    #: Webhook routes, event handlers and more: the platform half, in `connectors.notion.webhooks`.
+    contributes: ClassVar[str | None] = "connectors.notion.webhooks:CONTRIBUTIONS"
     Checkpoint: ClassVar[type[BaseCheckpoint]] = NotionCheckpoint
     Settings: ClassVar[type[BaseModel]] = NotionSettings
     #: Pages between two checkpoint marks (a killed sync re-reads at most this many).

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import Document, Interaction, Tombstone, parse_record
+from connectors.base import Document, Interaction, Tombstone, clean_strings, clean_text, parse_record
 from connectors.webhook.mapping import JsonMapping, MappingError
 
 MAX_DEPTH = 64
@@ -76,26 +76,15 @@ def _finite_float(text: str) -> float:
 
 
 def _clean(value: Any, depth: int) -> Any:
+    _check_depth(value, depth)
+    return clean_strings(value)
+
+
+def _check_depth(value: Any, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise PayloadError(f"malformed JSON: nested deeper than {MAX_DEPTH} levels", "malformed")
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, list):
-        return [_clean(v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        return {clean_text(k): _clean(v, depth + 1) for k, v in value.items()}
-    return value
-
-
-def clean_text(value: str) -> str:
-    """Without NUL characters and lone surrogates: what every database can store."""
-    if "\x00" in value:
-        value = value.replace("\x00", "")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return value
+    for child in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        _check_depth(child, depth + 1)
 
 
 def records_from_body(payload: Any, mapping: JsonMapping | None = None) -> list[Parsed]:

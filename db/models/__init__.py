@@ -3,6 +3,7 @@
 from db.models.adapter import Adapter, AdapterLineage
 from db.models.corpus import Document, Interaction
 from db.models.events import WebhookEvent
+from db.models.keys import ApiKey, Completion
 from db.models.processing import Chunk, Example
 from db.models.source import ItemFailure, Source, SyncRun
 from db.models.team import Team
@@ -10,7 +11,9 @@ from db.models.team import Team
 __all__ = [
     "Adapter",
     "AdapterLineage",
+    "ApiKey",
     "Chunk",
+    "Completion",
     "Document",
     "Example",
     "Interaction",

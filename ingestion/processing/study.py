@@ -27,8 +27,8 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ingestion.chunking import Chunk
-from ingestion.examples import Draft
+from ingestion.processing.chunking import Chunk
+from ingestion.processing.examples import Draft
 
 #: Study examples per chunk at most: a long chunk spreads them over its sentences (every sentence
 #: first gets its first wording, then its second …), so size stays bounded and coverage even.

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from connectors.registry import connector_class, kinds
 from db import models
-from ingestion.runner import run_sync
+from ingestion.corpus.runner import run_sync
 from tacit.context import Context
 from tests.conftest import write_config
 

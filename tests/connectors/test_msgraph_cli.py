@@ -52,7 +52,9 @@ def test_tacit_sync_brings_files_mail_and_teams_threads(sandbox: tuple[GraphSand
     for fact in facts_for("platform"):
         assert fact.statement in text
     by_title = {d["title"]: d for d in docs}
-    assert by_title["Databases.xlsx"]["text"].startswith("## Databases\n\n| Topic | Statement |")
+    # the Markdown names where the file lives, then its content
+    assert by_title["Databases.xlsx"]["text"].startswith(
+        "Location: Platform Engineering / Documents / Handbook / Databases.xlsx\n\n## Databases\n\n| Topic | Statement |")
     assert by_title["Databases.xlsx"]["metadata"]["folder"] == "/Handbook"
     assert "user:ada@lumenlabs.example" in by_title["Databases.xlsx"]["acl"]
 

@@ -143,8 +143,9 @@ def test_incremental_sync_reads_only_what_changed(sandbox: tuple[GraphSandbox, W
     again, cp = run(c, cp)
     assert [r for r in again if not isinstance(r, CheckpointMark)] == []
     # check(): site, its drives, the team's drive; sync(): drive delta, inbox and sent items delta,
-    # team, channels, channel delta — one request per scope when nothing changed
-    assert sb.requests_served() - before == 9
+    # team, channels, channel delta — one request per scope when nothing changed — and one $batch
+    # re-reading the replies of the channel's known threads (a reply does not bring its root back)
+    assert sb.requests_served() - before == 10
     # edit a file, delete another, answer in mail, reply in Teams, delete a Teams thread
     readme = space.items["README.md"]
     st.edit_file(readme, files.md_bytes("Platform Engineering", [("About", ["Deploys now run on Tuesdays."])]))

@@ -15,13 +15,13 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from connectors.msgraph import ids
+from connectors.msgraph import webhooks as hooks
 from connectors.sandbox.graph import GraphSandbox, files
 from connectors.sandbox.graph.workspace import Workspace, build_company
 from connectors.sandbox.server import ThreadedServer
 from db import models
-from ingestion import msgraph_webhooks as hooks
-from ingestion.events import process_event
-from ingestion.runner import run_sync
+from ingestion.corpus.events import process_event
+from ingestion.corpus.runner import run_sync
 from tacit.config import ConfigError
 from tacit.context import Context
 from tests.connectors.harness_msgraph import source_toml
@@ -214,7 +214,7 @@ def test_subscription_needs_a_public_url_and_a_working_receiver(setup_factory: C
 
 def test_celery_task_and_beat_entry(setup_factory: Callable[..., Setup], sqlite_url: str) -> None:
     s = setup_factory(sqlite_url)
-    from ingestion.celery_app import beat_schedule
+    from ingestion.worker.celery_app import beat_schedule
 
     assert beat_schedule(s.ctx.config)["renew-graph-subscriptions"]["task"] == "tacit.renew_graph_subscriptions"
     result = hooks.renew_graph_subscriptions.delay().get()
@@ -237,7 +237,7 @@ def test_plan_trusts_only_configured_teams(setup_factory: Callable[..., Setup], 
 def test_the_service_app_mounts_the_graph_routes(setup_factory: Callable[..., Setup], sqlite_url: str) -> None:
     from fastapi.testclient import TestClient
 
-    from ingestion.api import create_app
+    from ingestion.api.app import create_app
 
     s = setup_factory(sqlite_url)
     with TestClient(create_app(s.ctx, process_teams=False)) as client:

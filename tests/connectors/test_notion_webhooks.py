@@ -12,14 +12,14 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from connectors.notion.webhooks import plan, router
 from connectors.sandbox.company import person
 from connectors.sandbox.notion import NotionSandbox, ThreadedServer
 from db import models
-from ingestion.events import process_event
-from ingestion.notion_webhooks import plan, router
-from ingestion.runner import run_sync
+from ingestion.api.views import source_detail
+from ingestion.corpus.events import process_event
+from ingestion.corpus.runner import run_sync
 from tacit.context import Context
-from tacit.status import source_detail
 from tests.connectors.harness_notion import NotionHarness
 
 TEAMS = '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
@@ -211,7 +211,7 @@ def test_a_moved_page_event_refreshes_the_acl_below_it(wctx: Context, sandbox: N
 def test_the_webhook_service_mounts_the_notion_route(wctx: Context) -> None:
     from fastapi.testclient import TestClient
 
-    api = pytest.importorskip("ingestion.api")
+    api = pytest.importorskip("ingestion.api.app")
     client = TestClient(api.create_app(wctx, process_teams=False))
     answer = client.post("/webhooks/notion/eng", json={"verification_token": "secret_from_notion"})
     assert answer.status_code == 200 and answer.json() == {"verified": "stored"}

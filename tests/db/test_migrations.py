@@ -12,8 +12,9 @@ from db.session import downgrade, get_engine, migrate
 
 TABLES = {
     "teams", "sources", "sync_runs", "item_failures", "documents", "interactions", "chunks", "examples",
-    "webhook_events", "adapters", "adapter_lineage",
+    "webhook_events", "adapters", "adapter_lineage", "api_keys", "completions",
 }
+BEFORE_SERVING = TABLES - {"api_keys", "completions"}
 
 
 def _tables(url: str) -> set[str]:
@@ -25,6 +26,15 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert _tables(db_url) == TABLES
     downgrade(db_url, "base")
     assert _tables(db_url) == set()
+    migrate(db_url)
+    assert _tables(db_url) == TABLES
+
+
+def test_serving_revision_down_and_up(db_url: str) -> None:
+    """0002 (API keys, completions) goes down to 0001 alone and back up."""
+    migrate(db_url)
+    downgrade(db_url, "0001")
+    assert _tables(db_url) == BEFORE_SERVING
     migrate(db_url)
     assert _tables(db_url) == TABLES
 

@@ -14,8 +14,8 @@ from sqlalchemy import func, select, text
 
 from connectors.webhook.signatures import github_signature, sign_headers
 from db import models
-from ingestion.api import create_app
-from ingestion.events import store_event
+from ingestion.api.app import create_app
+from ingestion.corpus.events import store_event
 from tacit.context import Context
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -396,33 +396,6 @@ def test_admin_api_disabled_without_a_token(make_ctx: Callable[..., Context], sq
             assert r.status_code == 403 and "admin_token" in r.json()["detail"]
         assert client.get("/healthz").status_code == 200
         assert post(client, "assistant", {"type": "tombstone", "external_id": "x"}).status_code == 202
-
-
-def test_vendor_routes_win_over_the_generic_route(api_ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-    import types
-
-    from fastapi import APIRouter
-
-    calls: list[str] = []
-    for vendor in ("notion", "msgraph"):
-        module = types.ModuleType(f"ingestion.{vendor}_webhooks")
-        router = APIRouter()
-
-        def make(name: str) -> Callable[[str], dict[str, str]]:
-            def receive(source: str) -> dict[str, str]:
-                calls.append(f"{name}:{source}")
-                return {"vendor": name}
-            return receive
-
-        router.add_api_route(f"/webhooks/{vendor}/{{source}}", make(vendor), methods=["POST"])
-        module.router = router  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, f"ingestion.{vendor}_webhooks", module)
-    with running(api_ctx) as client:
-        assert client.post("/webhooks/notion/eng").json() == {"vendor": "notion"}
-        assert client.post("/webhooks/msgraph/m365").json() == {"vendor": "msgraph"}
-        assert post(client, "assistant", {"type": "tombstone", "external_id": "x"}).status_code == 202
-    assert calls == ["notion:eng", "msgraph:m365"]
 
 
 def test_embedded_mode_processes_the_team_after_its_events(make_ctx: Callable[..., Context], sqlite_url: str) -> None:

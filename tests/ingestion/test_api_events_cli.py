@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from db import models
-from ingestion.events import store_event
+from ingestion.corpus.events import store_event
 from tacit.cli import main
 from tacit.context import Context
 

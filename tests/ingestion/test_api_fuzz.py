@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from connectors.webhook.signatures import sign_headers
 from db import models
-from ingestion.api import create_app
+from ingestion.api.app import create_app
 from tacit.context import Context
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

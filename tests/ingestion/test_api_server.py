@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,9 +15,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from connectors.sandbox.server import free_port
 from connectors.webhook.signatures import sign_headers
 from db import models
-from ingestion.events import store_event
+from ingestion.corpus.events import store_event
 from tacit.config import load_config
 from tacit.context import Context
 from tests.conftest import DEFAULT_TEAMS, write_config
@@ -26,11 +26,6 @@ from tests.conftest import DEFAULT_TEAMS, write_config
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TOKEN = "server-test-token"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(tmp_path: Path, db_url: str, port: int) -> Path:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingestion.chunking import TokenCounter, chunk_documents, chunk_markdown
+from ingestion.processing.chunking import TokenCounter, chunk_documents, chunk_markdown
 from training.base_models import load_tokenizer
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from connectors.base import parse_record
-from ingestion.pipeline import process_team
-from ingestion.runner import ingest_records
+from ingestion.corpus.runner import ingest_records
+from ingestion.processing.pipeline import process_team
+from tacit.cli.export import export_rows
 from tacit.config import ConfigError, TeamConfig, parse_config
 from tacit.context import Context
-from tacit.export import export_rows
 from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS
 
 PAGE = {"type": "document", "external_id": "p", "title": "Basalt",

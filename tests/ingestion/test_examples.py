@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ingestion.chunking import chunk_markdown
-from ingestion.examples import (
+from ingestion.processing.chunking import chunk_markdown
+from ingestion.processing.examples import (
     InteractionView,
     chat_from_interaction,
     cpt_examples,
@@ -98,7 +98,7 @@ def test_a_notion_row_rendered_as_property_lines_gives_facts_about_the_row() -> 
 
 
 def test_a_long_table_gets_fewer_wordings_per_row_than_a_short_page() -> None:
-    from ingestion.examples import PARAPHRASES, WORDINGS_PER_DOCUMENT
+    from ingestion.processing.examples import PARAPHRASES, WORDINGS_PER_DOCUMENT
 
     rows = "\n".join(f"| run-{i} | {i * 3} h |" for i in range(200))
     text = f"# Runs\n\n| Run | Hours |\n| --- | --- |\n{rows}\n"

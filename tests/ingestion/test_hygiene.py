@@ -6,7 +6,14 @@ from collections import Counter
 
 import pytest
 
-from ingestion.hygiene import DuplicateIndex, LineStats, lsh_params, minhash, scrub, strip_boilerplate
+from ingestion.processing.hygiene import (
+    DuplicateIndex,
+    LineStats,
+    lsh_params,
+    minhash,
+    scrub,
+    strip_boilerplate,
+)
 from tacit.config import HygieneConfig
 
 ALL = HygieneConfig()

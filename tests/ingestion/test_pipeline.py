@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from connectors.base import Tombstone, parse_record
 from connectors.sandbox.company import FACTS
 from db import models
-from ingestion.pipeline import process_team
-from ingestion.runner import ingest_records
+from ingestion.corpus.runner import ingest_records
+from ingestion.processing.pipeline import process_team
+from tacit.cli.export import export_rows
 from tacit.config import ConfigError
 from tacit.context import Context
-from tacit.export import export_rows
 from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS
 from tests.ingestion.fake_openai import serve_fake_openai
 from tests.ingestion.sample_workspace import FOOTER, records, write_jsonl

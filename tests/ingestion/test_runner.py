@@ -25,7 +25,7 @@ from connectors.base import (
 )
 from connectors.http import HttpBudget
 from db import models
-from ingestion.runner import ingest_records, run_sync
+from ingestion.corpus.runner import ingest_records, run_sync
 from tacit.config import SourceConfig
 from tacit.context import Context
 

@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from connectors.base import Document, Interaction, Message
 from db import models
-from ingestion import store
+from ingestion.corpus import store
 from tacit.context import Context
 
 

@@ -8,12 +8,12 @@ from collections import Counter
 from collections.abc import Callable
 
 from connectors.base import parse_record
-from ingestion.chunking import Chunk
-from ingestion.pipeline import process_team
+from ingestion.corpus.runner import ingest_records
+from ingestion.processing.chunking import Chunk
+from ingestion.processing.pipeline import process_team
 from ingestion.processing.study import find_spans, grounded, link_examples, sentences, study_examples
-from ingestion.runner import ingest_records
+from tacit.cli.export import export_rows
 from tacit.context import Context
-from tacit.export import export_rows
 from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS
 from tests.ingestion.fake_openai import FakeOpenAI, serve_fake_openai
 

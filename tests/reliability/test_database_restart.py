@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from connectors.base import Checkpoint, CheckpointMark, Connector, Document, SyncGenerator
 from connectors.http import HttpBudget
 from db import models
-from ingestion.runner import run_sync
+from ingestion.corpus.runner import run_sync
 from tacit.config import SourceConfig
 from tests.reliability.servers import PrivatePostgres
 

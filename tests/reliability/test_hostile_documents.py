@@ -33,8 +33,8 @@ from connectors.sandbox.notion import NotionSandbox
 from connectors.sandbox.notion.builder import Builder, p, table
 from connectors.sandbox.notion.model import Block, Workspace, rich, stable_id
 from db import models
-from ingestion.pipeline import process_team
-from ingestion.runner import run_sync
+from ingestion.corpus.runner import run_sync
+from ingestion.processing.pipeline import process_team
 from tacit.context import Context
 from tests.conftest import write_config
 
@@ -328,8 +328,8 @@ def test_import_with_invalid_utf8_nul_and_surrogates(tmp_path: Path, postgres_ur
 def test_webhook_with_nul_and_surrogates_stores_clean_rows(make_ctx: Callable[..., Context], postgres_url: str) -> None:
     from fastapi.testclient import TestClient
 
-    from ingestion.api import create_app
-    from ingestion.events import pending_event_ids, process_event
+    from ingestion.api.app import create_app
+    from ingestion.corpus.events import pending_event_ids, process_event
 
     ctx = make_ctx(postgres_url, TEAMS + '[[sources]]\nname = "assistant"\nkind = "webhook"\nteam = "platform"\n')
     good = [json.loads(HOSTILE_LINES[i]) for i in (0, 2, 5)] + [

@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 
 from connectors.base import Document, Interaction
 from db import models
-from ingestion.pipeline import process_team
-from ingestion.runner import ingest_records
+from ingestion.corpus.runner import ingest_records
+from ingestion.processing.pipeline import process_team
 from tacit.context import Context
 from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS, _fresh_postgres_db, write_config
 
@@ -144,7 +144,7 @@ def test_sigkill_mid_processing_then_rerun_equals_an_uninterrupted_run(tmp_path:
 
 
 @pytest.mark.xfail(strict=True, reason="near-duplicate detection holds within one processing run only "
-                   "(ingestion.hygiene.DuplicateIndex is rebuilt empty by every run): a run that restarts after "
+                   "(ingestion.processing.hygiene.DuplicateIndex is rebuilt empty by every run): a run that restarts after "
                    "a kill, or an incremental run, keeps a near-copy of a page processed by an earlier run")
 def test_a_near_copy_is_caught_across_runs_as_within_one(make_ctx: Any, sqlite_url: str) -> None:
     r = random.Random(7)

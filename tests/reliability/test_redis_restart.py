@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from connectors.base import Document
 from db import models
-from ingestion.api import create_app
+from ingestion.api.app import create_app
 from tacit.config import load_config
 from tacit.context import Context
 from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS, write_config

@@ -66,7 +66,7 @@ def test_key_rotation(sqlite_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
 def test_sql_goes_through_bound_parameters(ctx: Context) -> None:
     hostile = "x'); DROP TABLE documents; --"
     from connectors.base import Document
-    from ingestion.runner import ingest_records
+    from ingestion.corpus.runner import ingest_records
 
     ingest_records(ctx, "assistant", [Document(external_id=hostile, title=hostile, text=hostile)])
     with ctx.session() as session:

@@ -32,10 +32,10 @@ from connectors.sandbox.graph.workspace import build_company
 from connectors.sandbox.notion import NotionSandbox
 from connectors.webhook.signatures import sign_headers
 from db import models
-from ingestion.api import create_app
-from ingestion.events import pending_event_ids, process_event
-from ingestion.pipeline import process_team
-from ingestion.runner import run_sync
+from ingestion.api.app import create_app
+from ingestion.corpus.events import pending_event_ids, process_event
+from ingestion.corpus.runner import run_sync
+from ingestion.processing.pipeline import process_team
 from tacit.context import Context
 from tests.connectors.harness_msgraph import source_toml
 
@@ -122,8 +122,8 @@ def test_no_secret_in_logs_rows_or_command_output(make_ctx: Callable[..., Contex
 # ------------------------------------------------------------------------------ constant time
 SECRETISH = re.compile(r"sig|digest|hmac|token|secret|client_?state|password|credential|expected|given|sent|want",
                        re.I)
-VERIFIERS = ("connectors/webhook/signatures.py", "ingestion/notion_webhooks.py", "ingestion/msgraph_webhooks.py",
-             "ingestion/api.py")
+VERIFIERS = ("connectors/webhook/signatures.py", "connectors/notion/webhooks.py", "connectors/msgraph/webhooks.py",
+             "ingestion/api/web.py")
 
 
 def secret_equalities(source: str) -> list[str]:

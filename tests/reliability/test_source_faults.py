@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from connectors.http import RetryPolicy
 from db import models
-from ingestion.runner import SyncSummary, run_sync
+from ingestion.corpus.runner import SyncSummary, run_sync
 from tacit.context import Context
 
 TEAMS = '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'

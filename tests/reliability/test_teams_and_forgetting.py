@@ -24,8 +24,8 @@ from sqlalchemy import select
 from connectors.sandbox.company import FACTS, TEAMS, facts_for
 from connectors.sandbox.notion import NotionSandbox
 from db import models
-from ingestion.pipeline import process_team
-from ingestion.runner import run_sync
+from ingestion.corpus.runner import run_sync
+from ingestion.processing.pipeline import process_team
 from tacit.context import Context
 from training import service
 

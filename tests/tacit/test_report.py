@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tacit.report import write_report
+from tacit.cli.report import write_report
 
 
 def test_report_writes_summary_plots_and_markdown(tmp_path: Path) -> None:

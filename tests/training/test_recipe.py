@@ -11,12 +11,12 @@ import torch.nn.functional as F
 
 from training.base_models import TINY, load_model, load_tokenizer
 from training.data import IGNORE, Seq, Unit, pack, render
+from training.modeling import forward_logprobs
 from training.recipe import (
     LoRARecipe,
     RecipeConfig,
     TrainingError,
     assert_only_lora_trainable,
-    forward_logprobs,
 )
 
 QA = [("When does the deploy freeze start?", "Thursday at 16:00 UTC"), ("Which pipeline?", "Skylark"),

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from db import models
 from db.base import utcnow
+from tacit.errors import AdapterStateError, NoAdapter
 from tests.training.helpers import PLATFORM_QA, SUPPORT_QA, add_document, add_example, add_qa, write_eval_set
 from training import registry, service
 from training.base_models import TINY, BaseModelError, load_model
@@ -217,16 +218,16 @@ def test_promote_and_rollback(ctx, tmp_path) -> None:  # type: ignore[no-untyped
     get_peft_model(load_model(TINY), lora_config(16, 32)).save_pretrained(str(adapter))
     _fake_version(ctx, "platform", 1, "active", adapter)
     _fake_version(ctx, "platform", 2, "candidate", adapter)
-    with pytest.raises(LookupError, match="first active version"):
+    with pytest.raises(AdapterStateError, match="first active version"):
         registry.rollback(ctx, "platform")
     assert registry.promote(ctx, "platform", 2, "promoted by hand") == "platform: version 2 is active (was 1)"
     assert registry.promote(ctx, "platform", 2, "again") == "platform: version 2 is already active"
-    with pytest.raises(LookupError, match="no adapter version 9"):
+    with pytest.raises(NoAdapter, match="no adapter version 9"):
         registry.promote(ctx, "platform", 9, "x")
     assert registry.rollback(ctx, "platform") == "platform: rolled back from version 2 to version 1"
     statuses = {r["version"]: (r["status"], r["reason"]) for r in registry.list_versions(ctx, "platform")}
     assert statuses == {1: ("active", "restored by rollback from version 2"), 2: ("rejected", "rolled back to version 1")}
-    with pytest.raises(LookupError, match="nothing to roll back to"):
+    with pytest.raises(AdapterStateError, match="nothing to roll back to"):
         registry.rollback(ctx, "platform")
     assert registry.show_version(ctx, "platform")["version"] == 1
 

@@ -215,6 +215,8 @@ class GraphSandbox:
         return None
 
     def _fault_reply(self, status: int, retry_after: float | None, inner: bool = False) -> Reply:
+        """A throttled or failed answer: 429 (and 503/504) with `Retry-After` in seconds, a Graph error body
+        (https://learn.microsoft.com/graph/throttling, https://learn.microsoft.com/graph/errors)."""
         self.counts["inner_faults" if inner else "faults"] += 1
         if status in (429, 503, 504):
             self.counts["throttled"] += 1
@@ -296,11 +298,21 @@ class GraphSandbox:
             return error(400, "BadRequest", "Invalid batch payload.")
         if len(requests) > MAX_BATCH:
             return error(400, "BadRequest", f"Batch request limit exceeded: at most {MAX_BATCH} requests.")
+        # https://learn.microsoft.com/graph/json-batching: `url` is relative to the version
+        # ("/users/…", not "https://graph…/v1.0/users/…"); each request is evaluated on its own against
+        # throttling (an inner 429 with Retry-After, https://learn.microsoft.com/graph/throttling#throttling-and-batching);
+        # "responses might appear in a different order than the requests": answered here in reverse.
         responses = []
         for req in requests:
             self.counts["inner"] += 1
-            url = urlsplit(req.get("url", ""))
-            path = url.path.lstrip("/").removeprefix("v1.0/")
+            raw = str(req.get("url", ""))
+            url = urlsplit(raw)
+            path = url.path.lstrip("/")
+            if url.scheme or path.startswith(("v1.0/", "beta/")):
+                responses.append({"id": req.get("id"), "status": 400, "headers": {"Content-Type": "application/json"},
+                                  "body": error(400, "BadRequest", f"Invalid request URL '{raw}': give it "
+                                                "relative to the version, e.g. /users").body})
+                continue
             reply = self._fault(inner=True) or self.api.dispatch(
                 req.get("method", "GET").upper(), path, dict(parse_qsl(url.query, keep_blank_values=True)),
                 {**{k.lower(): v for k, v in (req.get("headers") or {}).items()},
@@ -311,7 +323,7 @@ class GraphSandbox:
             if reply.body is not None and not isinstance(reply.body, bytes):
                 item["body"] = reply.body
             responses.append(item)
-        return Reply(200, {"responses": responses})
+        return Reply(200, {"responses": responses[::-1]})
 
     def _auth_app(self) -> FastAPI:
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)

@@ -14,13 +14,24 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 from connectors.sandbox.graph.state import ChatMessage, Item, Mail, SandboxState, iso, user_id
 
-if TYPE_CHECKING:
-    from connectors.sandbox.graph import GraphSandbox
+
+class Sandbox(Protocol):
+    """What the routes use of `GraphSandbox` (a protocol: the package builds its app from this module)."""
+
+    state: SandboxState
+    subscriptions: Any  # notify.Subscriptions, whose module imports this one
+    revoked: set[str]
+    page_size: int
+    download_key: bytes
+
+    @property
+    def download_base(self) -> str: ...
+    def authorized(self, header: str) -> bool: ...
 
 
 @dataclass
@@ -50,7 +61,7 @@ Handler = Callable[..., Reply]
 
 
 class GraphApi:
-    def __init__(self, sandbox: GraphSandbox) -> None:
+    def __init__(self, sandbox: Sandbox) -> None:
         self.sb = sandbox
         self.state: SandboxState = sandbox.state
         s = r"([^/]+)"
@@ -67,6 +78,7 @@ class GraphApi:
             ("GET", rf"drives/{s}/items/{s}/delta", self.drive_delta, "Files.Read.All"),
             ("GET", rf"drives/{s}/items/{s}", self.drive_item, "Files.Read.All"),
             ("GET", rf"drives/{s}/items/{s}/content", self.content, "Files.Read.All"),
+            ("GET", rf"drives/{s}/items/{s}/children", self.children, "Files.Read.All"),
             ("GET", rf"drives/{s}/items/{s}/permissions", self.permissions, "Files.Read.All"),
             ("GET", rf"users/{s}/mailFolders/{s}/messages/delta", self.mail_delta, "Mail.Read"),
             ("GET", rf"users/{s}/messages", self.messages, "Mail.Read"),
@@ -116,7 +128,12 @@ class GraphApi:
     def _delta(self, scope: str, query: dict[str, str], base: str, path: str,
                changes: Callable[[int, int], list[Any]],
                render: Callable[[Any, dict[str, str]], dict[str, Any]]) -> Reply:
-        """One page of a delta round; tokens carry (scope, since, upto, offset, epoch)."""
+        """One page of a delta round; tokens carry (scope, since, upto, offset, epoch).
+
+        Graph encodes the first request's query options into its nextLink/deltaLink and a client
+        follows those links unchanged (https://learn.microsoft.com/graph/delta-query-overview); a
+        token that is too old answers 410 Gone with `resyncRequired` and a `Location` to start over
+        (https://learn.microsoft.com/graph/api/driveitem-delta#response-1)."""
         st = self.state
         token = query.get("$deltatoken") or query.get("$skiptoken") or query.get("token")
         since, upto, offset = 0, st.seq, 0
@@ -202,7 +219,11 @@ class GraphApi:
     def drive(self, drive_id: str, **_: Any) -> Reply:
         return Reply(200, self._drive_json(drive_id))
 
-    def item_json(self, item: Item) -> dict[str, Any]:
+    def item_json(self, item: Item, *, with_path: bool = True) -> dict[str, Any]:
+        """A driveItem. `with_path=False` for delta answers: "The parentReference property on items will not
+        include a value for path ... When using delta you should always track items by id"
+        (https://learn.microsoft.com/graph/api/driveitem-delta#remarks); `/items/{id}` and children
+        carry it (https://learn.microsoft.com/graph/api/resources/itemreference)."""
         st = self.state
         drive = st.drives[item.drive_id]
         ref = {"driveId": drive.id, "driveType": drive.drive_type}
@@ -210,7 +231,8 @@ class GraphApi:
             ref["siteId"] = drive.site_id
         if item.parent_id:
             ref["id"] = item.parent_id
-            ref["path"] = st.folder_path(item)
+            if with_path:
+                ref["path"] = st.folder_path(item)
         if item.deleted:
             return {"id": item.id, "deleted": {"state": "deleted"}, "parentReference": ref,
                     "lastModifiedDateTime": iso(item.modified)}
@@ -236,11 +258,15 @@ class GraphApi:
     def drive_delta(self, drive_id: str, item_ref: str = "root", *, query: dict[str, str], base: str,
                     **_: Any) -> Reply:
         drive = self.state.drives[drive_id]
+        # "In OneDrive for Business and SharePoint, delta is only supported on the root folder"
+        # (https://learn.microsoft.com/graph/api/driveitem-delta); a deleted item carries the `deleted`
+        # facet; an expired token answers 410 Gone `resyncRequired` (see `_delta`).
         if item_ref not in ("root", drive.root_id):
             return error(400, "invalidRequest", "Delta is only supported on the root of a drive.")
         path = f"drives/{quote(drive_id)}/root/delta"
         return self._delta(f"drive:{drive_id}", query, base, path,
-                           lambda a, b: self.state.drive_changes(drive_id, a, b), lambda x, _: self.item_json(x))
+                           lambda a, b: self.state.drive_changes(drive_id, a, b),
+                           lambda x, _: self.item_json(x, with_path=False))
 
     def _item(self, drive_id: str, item_ref: str) -> Item:
         st = self.state
@@ -251,6 +277,14 @@ class GraphApi:
 
     def drive_item(self, drive_id: str, item_ref: str, **_: Any) -> Reply:
         return Reply(200, self.item_json(self._item(drive_id, item_ref)))
+
+    def children(self, drive_id: str, item_ref: str, *, query: dict[str, str], base: str, **_: Any) -> Reply:
+        """https://learn.microsoft.com/graph/api/driveitem-list-children: the items in a folder, paged."""
+        folder = self._item(drive_id, item_ref)
+        kids = sorted((i for i in self.state.items.values() if i.parent_id == folder.id and not i.deleted),
+                      key=lambda i: i.name.lower())
+        return self._page([self.item_json(i) for i in kids], query, base,
+                          f"drives/{quote(drive_id)}/items/{quote(folder.id)}/children", default_top=200)
 
     def download_token(self, item: Item) -> str:
         sig = hmac.new(self.sb.download_key, f"{item.id}/{item.version}".encode(), hashlib.sha256).hexdigest()[:32]
@@ -267,6 +301,8 @@ class GraphApi:
                                              f"&tempauth={self.download_token(item)}"})
 
     def permissions(self, drive_id: str, item_ref: str, **_: Any) -> Reply:
+        """https://learn.microsoft.com/graph/api/driveitem-list-permissions: `permission` objects with
+        `grantedToV2` / `grantedToIdentitiesV2` and sharing `link`s (https://learn.microsoft.com/graph/api/resources/permission)."""
         return Reply(200, {"value": list(self._item(drive_id, item_ref).permissions)})
 
     # ------------------------------------------------------------------ mail
@@ -276,7 +312,17 @@ class GraphApi:
             raise KeyError(ref)
         return box
 
-    def mail_json(self, mail: Mail) -> dict[str, Any]:
+    def mail_json(self, mail: Mail, select: str = "") -> dict[str, Any]:
+        """A message; with `$select`, only the selected properties (and `id`), as Graph answers
+        (https://learn.microsoft.com/graph/query-parameters#select-parameter): a client cannot rely on
+        a property it did not ask for."""
+        full = self._mail_json(mail)
+        fields = {f.strip() for f in select.split(",") if f.strip()}
+        if not fields or mail.deleted:
+            return full
+        return {k: v for k, v in full.items() if k in fields or k in ("id", "@odata.type", "@odata.etag")}
+
+    def _mail_json(self, mail: Mail) -> dict[str, Any]:
         if mail.deleted:
             return {"@odata.type": "#microsoft.graph.message", "id": mail.id, "@removed": {"reason": "deleted"}}
         addr = [{"emailAddress": {"name": p.name, "address": p.email}} for p in mail.to]
@@ -298,10 +344,12 @@ class GraphApi:
             (f for f in box.folders.values() if f.well_known == folder_ref.lower()), None)
         if folder is None:
             raise KeyError(folder_ref)
+        # "Delta query is a per-folder operation" (https://learn.microsoft.com/graph/delta-query-messages);
+        # a removed message comes back as its id with `@removed` (https://learn.microsoft.com/graph/api/message-delta).
         path = f"users/{quote(mbx)}/mailFolders/{quote(folder_ref)}/messages/delta"
         return self._delta(f"mail:{box.address}:{folder.id}", query, base, path,
                            lambda a, b: self.state.folder_changes(box.address, folder.id, a, b),
-                           lambda x, _: self.mail_json(x))
+                           lambda x, options: self.mail_json(x, options.get("$select", "")))
 
     def messages(self, mbx: str, *, query: dict[str, str], base: str, **_: Any) -> Reply:
         box = self._mailbox(mbx)
@@ -312,16 +360,18 @@ class GraphApi:
             if not m:
                 return error(400, "ErrorInvalidUrlQueryFilter", "The filter is not supported by the sandbox.")
             mails = [x for x in mails if x.conversation_id == m.group(1)]
+        # https://learn.microsoft.com/graph/api/user-list-messages: `$filter`, `$select`, `$top` (default 10)
         mails.sort(key=lambda x: x.sent)
-        return self._page([self.mail_json(x) for x in mails], query, base, f"users/{quote(mbx)}/messages",
+        select = query.get("$select", "")
+        return self._page([self.mail_json(x, select) for x in mails], query, base, f"users/{quote(mbx)}/messages",
                           default_top=10)
 
-    def message(self, mbx: str, mid: str, **_: Any) -> Reply:
+    def message(self, mbx: str, mid: str, *, query: dict[str, str], **_: Any) -> Reply:
         box = self._mailbox(mbx)
         mail = self.state.mails[mid]
         if mail.deleted or mail.mailbox != box.address:
             raise KeyError(mid)
-        return Reply(200, self.mail_json(mail))
+        return Reply(200, self.mail_json(mail, query.get("$select", "")))
 
     # ------------------------------------------------------------------ teams
     def team(self, tid: str, **_: Any) -> Reply:
@@ -363,18 +413,27 @@ class GraphApi:
         channel = self._channel(tid, cid)
         if not channel.delta_supported:
             return error(400, "BadRequest", "Delta query is not supported for this channel.")
+        # "Retrieve the list of messages (without the replies) in a channel of a team ... To get the
+        # replies for a message, use the list message replies or the get message reply operation"
+        # (https://learn.microsoft.com/graph/api/chatmessage-delta): roots only, `$expand` or not.
         path = f"teams/{quote(tid)}/channels/{quote(cid)}/messages/delta"
         return self._delta(f"channel:{tid}:{cid}", query, base, path,
                            lambda a, b: self.state.channel_changes(tid, cid, a, b),
-                           lambda m, options: self.chat_json(m, expand="replies" in options.get("$expand", "")))
+                           lambda m, _: self.chat_json(m))
 
     def channel_messages(self, tid: str, cid: str, *, query: dict[str, str], base: str, **_: Any) -> Reply:
+        """https://learn.microsoft.com/graph/api/channel-list-messages: root messages, `$top` 20 by default and
+        at most 50; `$expand=replies` is documented here (up to 1,000 replies, then `replies@odata.nextLink`;
+        the sandbox's threads stay far below that)."""
         self._channel(tid, cid)
+        if int(query.get("$top", "20")) > 50:
+            return error(400, "BadRequest", "The page size must be between 1 and 50.")
         expand = "replies" in query.get("$expand", "")
         roots = [self.chat_json(m, expand=expand) for m in self.state.channel_roots(tid, cid)]
         return self._page(roots, query, base, f"teams/{quote(tid)}/channels/{quote(cid)}/messages", default_top=20)
 
     def channel_message(self, tid: str, cid: str, mid: str, *, query: dict[str, str], **_: Any) -> Reply:
+        """https://learn.microsoft.com/graph/api/chatmessage-get: one message; `$expand=replies` honoured."""
         self._channel(tid, cid)
         msg = self.state.messages[mid]
         if msg.channel_id != cid:
@@ -384,6 +443,10 @@ class GraphApi:
     def channel_replies(self, tid: str, cid: str, mid: str, *, query: dict[str, str], base: str, **_: Any) -> Reply:
         self._channel(tid, cid)
         self.state.messages[mid]
+        # https://learn.microsoft.com/graph/api/chatmessage-list-replies: `$top` up to 50, the rest
+        # behind `@odata.nextLink`; only the replies, not the message itself.
+        if int(query.get("$top", "50")) > 50:
+            return error(400, "BadRequest", "The page size must be between 1 and 50.")
         replies = [self.chat_json(r) for r in self.state.replies(mid)]
         return self._page(replies, query, base, f"teams/{quote(tid)}/channels/{quote(cid)}/messages/{mid}/replies",
-                          default_top=50)
+                          default_top=20)

@@ -2,7 +2,10 @@
 
 Creating a subscription POSTs `?validationToken=…` to the notification URL (and to the
 lifecycle URL when given) and requires the token echoed back as `text/plain` with 200 within
-10 seconds, as Graph does. Content changes queue basic notifications (no resource data) for
+10 seconds, as Graph does (https://learn.microsoft.com/graph/change-notifications-delivery-webhooks#notificationurl-validation);
+`clientState` is at most 128 characters and lifetimes are capped per resource
+(https://learn.microsoft.com/graph/api/resources/subscription#subscription-lifetime); lifecycle events
+follow https://learn.microsoft.com/graph/change-notifications-lifecycle-events. Content changes queue basic notifications (no resource data) for
 matching subscriptions; `deliver()` POSTs them. `send_lifecycle()` sends `reauthorizationRequired`,
 `subscriptionRemoved` or `missed`. Maximum lifetimes follow Graph's table (see
 `connectors.msgraph.subscriptions.MAX_LIFETIME_MINUTES`).
@@ -16,14 +19,20 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
 from connectors.sandbox.graph.api import Reply, error
 
-if TYPE_CHECKING:
-    from connectors.sandbox.graph import GraphSandbox
+
+class Sandbox(Protocol):
+    """What subscriptions use of `GraphSandbox` (a protocol: the package imports this module)."""
+
+    tenant_id: str
+
+    def now(self) -> datetime: ...
+    def resource_exists(self, resource: str) -> bool: ...
 
 VALIDATION_TIMEOUT_S = 10.0
 
@@ -61,7 +70,7 @@ class Subscription:
 
 
 class Subscriptions:
-    def __init__(self, sandbox: GraphSandbox) -> None:
+    def __init__(self, sandbox: Sandbox) -> None:
         self.sb = sandbox
         self.items: dict[str, Subscription] = {}
         self.lock = threading.Lock()
@@ -83,6 +92,18 @@ class Subscriptions:
         problem = self._check_expiry(data["resource"], expires)
         if problem:
             return problem
+        resource = _norm(data["resource"])
+        # "Drive root item and list change notifications support only the updated changeType"
+        # (changeType, https://learn.microsoft.com/graph/api/resources/subscription#properties).
+        if resource.startswith("drives/") and set(data["changeType"].split(",")) != {"updated"}:
+            return error(400, "InvalidRequest", "The changeType for driveItem subscriptions must be 'updated'.")
+        # Teams resources: "If you request a subscription expirationDateTime that is more than 1 hour in the
+        # future, you must subscribe to lifecycle notifications by including a lifecycleNotificationUrl"
+        # (https://learn.microsoft.com/graph/teams-changenotifications-chatmessage).
+        if resource.startswith("teams/") and not data.get("lifecycleNotificationUrl") and \
+                expires > self.sb.now() + timedelta(hours=1):
+            return error(400, "InvalidRequest", "lifecycleNotificationUrl is a required property for subscription "
+                         "creation on this resource when the expirationDateTime value is set to greater than 1 hour.")
         if not self.sb.resource_exists(data["resource"]):
             return error(404, "ResourceNotFound", f"Resource '{data['resource']}' does not exist.")
         for url in filter(None, (data["notificationUrl"], data.get("lifecycleNotificationUrl"))):

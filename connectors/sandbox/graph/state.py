@@ -154,7 +154,11 @@ class ChatMessage:
     html: str
     author: Identity
     created: datetime
-    seq: int  # for a root message: the last change anywhere in its reply chain
+    # The last change of this message itself. A reply does not change its root: the root's
+    # `lastModifiedDateTime` is "created (initial setting) or modified, including when a reaction is
+    # added or removed" (https://learn.microsoft.com/graph/api/resources/chatmessage), and nothing in
+    # https://learn.microsoft.com/graph/api/chatmessage-delta says a reply brings its root back.
+    seq: int
     modified: datetime
     subject: str | None = None
     deleted: bool = False
@@ -284,6 +288,19 @@ class SandboxState:
             item.permissions = list(permissions)
         self._emit(f"drives/{item.drive_id}/root", "updated", item.id)
 
+    def rename_item(self, item_id: str, name: str, *, parent_id: str | None = None) -> Item:
+        """Rename (and optionally move) a file or folder. Only the item itself changes: its descendants
+        are not returned by the next delta (https://learn.microsoft.com/graph/api/driveitem-delta#remarks)."""
+        with self.lock:
+            item = self.items[item_id]
+            item.seq, item.modified = self._next()
+            item.name = name
+            if parent_id is not None:
+                item.parent_id = parent_id
+            item.version += 1
+        self._emit(f"drives/{item.drive_id}/root", "updated", item.id)
+        return item
+
     def delete_item(self, item_id: str) -> None:
         """Delete a file or a folder with everything under it."""
         with self.lock:
@@ -372,8 +389,6 @@ class SandboxState:
             mid = str(int(now.timestamp() * 1000) + seq)
             msg = ChatMessage(mid, team_id, channel_id, reply_to, html, author, now, seq, now, subject=subject)
             self.messages[mid] = msg
-            if reply_to:
-                self.messages[reply_to].seq = seq
         self._emit(self._message_resource(msg), "created", mid)
         return msg
 
@@ -382,8 +397,6 @@ class SandboxState:
             msg = self.messages[message_id]
             seq, now = self._next()
             msg.html, msg.seq, msg.modified = html, seq, now
-            if msg.reply_to:
-                self.messages[msg.reply_to].seq = seq
         self._emit(self._message_resource(msg), "updated", message_id)
         return msg
 
@@ -393,8 +406,6 @@ class SandboxState:
             msg = self.messages[message_id]
             seq, now = self._next()
             msg.deleted, msg.seq, msg.modified = True, seq, now
-            if msg.reply_to:
-                self.messages[msg.reply_to].seq = seq
         self._emit(self._message_resource(msg), "deleted", message_id)
 
     @staticmethod

@@ -18,15 +18,26 @@ import base64
 import json
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from connectors.sandbox.notion.model import Page, iso
+from connectors.sandbox.notion.model import Block, Page, Workspace, iso
 
-if TYPE_CHECKING:
-    from connectors.sandbox.notion.server import NotionSandbox
+
+class Sandbox(Protocol):
+    """What the routes use of `NotionSandbox` (a protocol: `server` builds its app from this module)."""
+
+    token: str
+    workspace: Workspace
+
+    def norm(self, object_id: str) -> str: ...
+    def _arrive(self, method: str, path: str) -> tuple[int, int | None] | None: ...
+    def _throttle(self) -> int | None: ...
+    def _slow_or_cut(self) -> tuple[float, bool]: ...
+    def _page_json(self, page: Page) -> dict[str, Any]: ...
+    def _block_json(self, block: Block) -> dict[str, Any]: ...
 
 API_VERSION = "2025-09-03"
 ERROR_CODES = {
@@ -125,7 +136,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def create_api(sandbox: NotionSandbox) -> FastAPI:
+def create_api(sandbox: Sandbox) -> FastAPI:
     app = FastAPI(title="Notion sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     ws = sandbox.workspace
 

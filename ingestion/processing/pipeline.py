@@ -7,17 +7,17 @@
    after a change of the team mapping in `tacit.toml`, of records that now feed another team),
    and flags every adapter version whose lineage holds one of those examples for a clean retrain;
 2. reads the documents and interactions whose `content_hash` differs from `processed_hash`
-   and that feed this team (`ingestion.routing`), in pages of ids, so memory does not grow
+   and that feed this team (`ingestion.processing.routing`), in pages of ids, so memory does not grow
    with the corpus; unchanged content is never read, and a second delivery of the same
    version is a no-op;
-3. cleans them (`ingestion.hygiene`), chunks them with the team's tokenizer
-   (`ingestion.chunking`) and builds examples (`ingestion.examples`, `training.teacher`);
+3. cleans them (`ingestion.processing.hygiene`), chunks them with the team's tokenizer
+   (`ingestion.processing.chunking`) and builds examples (`ingestion.processing.examples`, `training.teacher`);
 4. writes each page in one transaction: chunks of the new version, examples upserted by
    content hash (unchanged examples of a changed document keep their id; the ones it no longer
    yields are retired), and `processed_hash` set to the hash that was processed. A row changed
    or locked by another worker meanwhile is left for the next run.
 
-Deleted records and records whose team changed are taken back in `ingestion.retirement`.
+Deleted records and records whose team changed are taken back in `ingestion.processing.retirement`.
 Works the same on SQLite and PostgreSQL (upserts with ON CONFLICT; row locks with SKIP LOCKED
 where the database has them).
 """
@@ -35,8 +35,8 @@ from sqlalchemy.orm import Session
 
 from db import models
 from db.base import utcnow
-from ingestion.chunking import Chunk, chunk_documents, token_counter
-from ingestion.examples import (
+from ingestion.processing.chunking import Chunk, chunk_documents, token_counter
+from ingestion.processing.examples import (
     Draft,
     InteractionView,
     chat_from_interaction,
@@ -47,9 +47,8 @@ from ingestion.examples import (
     rated_pairs,
     structure_qa,
 )
-from ingestion.hygiene import DuplicateIndex, LineStats, scrub, strip_boilerplate
-from ingestion.processing.study import grounded, link_examples, study_examples
-from ingestion.retirement import (
+from ingestion.processing.hygiene import DuplicateIndex, LineStats, scrub, strip_boilerplate
+from ingestion.processing.retirement import (
     STATE_KEY,
     batches,
     derived_from,
@@ -58,7 +57,8 @@ from ingestion.retirement import (
     retire_deleted,
     retire_examples,
 )
-from ingestion.routing import TeamRouter
+from ingestion.processing.routing import TeamRouter
+from ingestion.processing.study import grounded, link_examples, study_examples
 from tacit.context import Context
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.schedules import crontab
 
+from connectors.registry import contributions, used_classes
 from tacit.config import TacitConfig, load_config
 
 QUEUES = ("sync", "process", "train")
@@ -53,17 +54,14 @@ def beat_schedule(config: TacitConfig) -> dict[str, dict]:  # type: ignore[type-
     schedule = {}
     for source in config.sources:
         if source.schedule and source.enabled:
-            minute, hour, day, month, weekday = _cron_fields(source.schedule)
             schedule[f"sync-{source.name}"] = {
-                "task": "tacit.sync_source",
-                "schedule": crontab(minute=minute, hour=hour, day_of_month=day, month_of_year=month,
-                                    day_of_week=weekday),
-                "args": (source.name,),
+                "task": "tacit.sync_source", "schedule": _crontab(source.schedule), "args": (source.name,),
             }
-    if config.api.public_url and any(s.kind == "msgraph" and s.enabled for s in config.sources):
-        # Graph subscriptions live three days at most for mail and Teams: renew them hourly when due.
-        schedule["renew-graph-subscriptions"] = {"task": "tacit.renew_graph_subscriptions",
-                                                 "schedule": crontab(minute=17), "args": ()}
+    for cls in used_classes([s.kind for s in config.sources]):
+        beat = contributions(cls).beat
+        sources = [s for s in config.sources if s.kind == cls.kind]
+        for entry in beat(sources, config.api.public_url) if beat else []:
+            schedule[entry.name] = {"task": entry.task, "schedule": _crontab(entry.cron), "args": entry.args}
     for team in config.teams:
         schedule[f"refresh-{team.name}"] = {
             "task": "tacit.refresh_adapter",
@@ -73,15 +71,18 @@ def beat_schedule(config: TacitConfig) -> dict[str, dict]:  # type: ignore[type-
     return schedule
 
 
-def _cron_fields(expr: str) -> tuple[str, str, str, str, str]:
+def _crontab(expr: str) -> crontab:
     parts = expr.split()
     if len(parts) != 5:
         raise ValueError(f"schedule {expr!r}: expected five cron fields")
-    return parts[0], parts[1], parts[2], parts[3], parts[4]
+    minute, hour, day, month, weekday = parts
+    return crontab(minute=minute, hour=hour, day_of_month=day, month_of_year=month, day_of_week=weekday)
 
 
 def create_app(config: TacitConfig | None = None) -> Celery:
-    app = Celery("tacit", include=["ingestion.tasks", "ingestion.msgraph_webhooks"])
+    # Connectors' own tasks (e.g. Graph subscription renewal) register when `beat_schedule` loads their
+    # contributions.
+    app = Celery("tacit", include=["ingestion.worker.tasks"])
     configure(app, config or load_config(required=False))
     return app
 

@@ -1,7 +1,7 @@
 """The webhook service (`tacit serve`): signed, durable, idempotent push ingestion, health, metrics, admin.
 
-`POST /webhooks/{source}` takes deliveries for sources of kind `webhook` (the Notion and Graph
-routers add their own routes when installed). A delivery is checked in this order, and every
+`POST /webhooks/{source}` takes deliveries for sources of kind `webhook` (each installed connector
+adds its own routes, e.g. `/webhooks/notion/{source}`, through its contributions). A delivery is checked in this order, and every
 refusal is a 4xx that says why; bad input never yields a 500:
 
 | answer | when |
@@ -20,7 +20,7 @@ A source with no `secret` and no `github_secret` accepts unsigned posts (the emb
 listens on 127.0.0.1 only); once any secret is set, a valid signature is required.
 
 Processing is asynchronous: on a Redis broker, the Celery task `tacit.process_event`; in the
-embedded `memory://` mode, the app's own background worker (`ingestion.event_worker`), never
+embedded `memory://` mode, the app's own background worker (`ingestion.worker.event_worker`), never
 inside the request. Pending events are replayed when the app (or a Celery worker) starts.
 
 `/healthz` and `/readyz` are open, as are the webhook routes (they are signed) and the
@@ -31,7 +31,7 @@ with no token configured those answer 403.
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import logging
 import re
 import threading
@@ -45,16 +45,21 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from kombu import Connection
 from sqlalchemy import func, select, text
 
+from connectors.registry import contributions, kinds, used_classes
 from connectors.webhook.connector import WebhookSettings
 from connectors.webhook.payload import PayloadError, headers_snapshot, parse_json, records_from_body
 from connectors.webhook.signatures import SignatureError, verify_github, verify_standard
 from db import models
-from ingestion.event_worker import EventWorker, process_team_if_available
-from ingestion.metrics import Metrics
-from ingestion.web import source_of_kind
+from ingestion.api.admin import router as admin_router
+from ingestion.api.metrics import Metrics
+from ingestion.api.openai import mount as mount_openai
+from ingestion.api.web import accept_event, require_admin, source_of_kind
+from ingestion.corpus.events import store_event
+from ingestion.worker.event_worker import EventWorker, process_team_after_events
+from ingestion.worker.tasks import process_event, replay_pending_events, set_context
 from tacit.context import Context
 
 log = logging.getLogger(__name__)
@@ -64,7 +69,6 @@ KEPT_HEADERS = ("content-type", "user-agent", "webhook-id", "webhook-timestamp",
 _JSON_TYPE = re.compile(r"^application/(?:json|[a-z0-9.+-]+\+json)$")
 _DELIVERY_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
 RETRY_AFTER_S = 5
-_bearer = HTTPBearer(auto_error=False, description="[api] admin_token from tacit.toml")
 
 
 class Refused(Exception):
@@ -127,7 +131,6 @@ class ApiState:
 
 def create_app(ctx: Context | None = None, *, process_teams: bool = True) -> FastAPI:
     """The FastAPI app; with no context, the configuration comes from `TACIT_CONFIG` or ./tacit.toml."""
-    from ingestion.tasks import set_context
 
     if ctx is None:
         ctx = Context.load()
@@ -135,7 +138,7 @@ def create_app(ctx: Context | None = None, *, process_teams: bool = True) -> Fas
     eager = ctx.config.queue.eager
     worker: EventWorker | None = None
     if eager:
-        worker = EventWorker(ctx, follow_up=process_team_if_available if process_teams else None)
+        worker = EventWorker(ctx, follow_up=process_team_after_events if process_teams else None)
     state = ApiState(ctx, worker)
     if worker is not None:
         worker.on_result = lambda r: _count_processed(state, r)
@@ -174,37 +177,28 @@ def create_app(ctx: Context | None = None, *, process_teams: bool = True) -> Fas
     _include_vendor_routers(app)
     _add_webhook_route(app, state)
     _add_health_routes(app, state)
-    from ingestion.admin import router as admin_router
 
     app.include_router(admin_router)
+    mount_openai(app)
     return app
 
 
 def _include_vendor_routers(app: FastAPI) -> None:
-    """The Notion and Graph endpoints, when installed; included first, so their paths win."""
-    import importlib
-
-    for module in ("ingestion.notion_webhooks", "ingestion.msgraph_webhooks"):
-        try:
-            router = importlib.import_module(module).router
-        except ImportError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue  # not in this installation yet
-            raise
-        app.include_router(router)
+    """The routes every installed connector contributes (Notion, Graph, …); included first, so their paths win."""
+    for cls in used_classes(kinds()):
+        for router in contributions(cls).routers:
+            app.include_router(router)
 
 
 def _send_to_workers(event_id: int) -> None:
     """Queue `tacit.process_event` on the broker. No result is kept: the event row is the result,
     and waiting on an unreachable result store would hold the request for many seconds."""
-    from ingestion.tasks import process_event
 
     process_event.apply_async((event_id,), ignore_result=True)
 
 
 def _replay_on_workers() -> None:
     try:
-        from ingestion.tasks import replay_pending_events
 
         replay_pending_events.apply_async(ignore_result=True)
     except Exception as exc:  # broker down: workers replay pending events when they start
@@ -319,7 +313,6 @@ def _authenticate(settings: WebhookSettings, headers: Any, body: bytes) -> str:
             delivery = headers.get("x-github-delivery")
             if delivery and len(delivery) <= 240 and _DELIVERY_ID.match(delivery):
                 return f"github:{delivery}"
-            import hashlib
 
             return "sha256:" + hashlib.sha256(body).hexdigest()  # no delivery id: identical bodies are replays
     except SignatureError as exc:
@@ -336,8 +329,6 @@ def _authenticate(settings: WebhookSettings, headers: Any, body: bytes) -> str:
 
 def _validate_and_store(state: ApiState, source: str, settings: WebhookSettings, delivery_id: str,
                         body: bytes, headers: dict[str, str]) -> Accepted:
-    from ingestion.events import store_event
-    from ingestion.web import accept_event
 
     ctx = state.ctx
     try:
@@ -409,7 +400,6 @@ def _readiness(ctx: Context) -> dict[str, str]:
         checks["broker"] = "ok"
     else:
         try:
-            from kombu import Connection
 
             with Connection(url, connect_timeout=2) as conn:
                 conn.ensure_connection(max_retries=1, timeout=2)
@@ -417,13 +407,3 @@ def _readiness(ctx: Context) -> dict[str, str]:
         except Exception as exc:
             checks["broker"] = f"unavailable: {type(exc).__name__}"
     return checks
-
-
-def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-    """`Authorization: Bearer <[api] admin_token>`, compared in constant time; 403 when none is set."""
-    token = request.app.state.ctx.config.api.admin_token
-    if token is None or not token.get_secret_value():
-        raise HTTPException(403, "the admin API is disabled: set [api] admin_token in tacit.toml")
-    given = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.get_secret_value().encode()):
-        raise HTTPException(401, "a valid admin bearer token is required", headers={"WWW-Authenticate": "Bearer"})

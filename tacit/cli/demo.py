@@ -26,10 +26,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
 from connectors.sandbox.company import COMPANY, FACTS, TEAMS, person
+from connectors.sandbox.graph import GraphSandbox
+from connectors.sandbox.graph.workspace import build_company
+from connectors.sandbox.notion import NotionSandbox
+from connectors.sandbox.server import ThreadedServer, free_port
+from ingestion.api.app import create_app
+from ingestion.corpus.runner import run_sync
+from ingestion.processing.pipeline import process_team
+from ingestion.worker.tasks import set_context
+from tacit.cli.progress import progress_bar
+from tacit.cli.report import write_report
+from tacit.context import Context
+from tacit.errors import NoAdapter
+from training.registry import show_version
+from training.service import refresh_adapter
 
 DEMO_MARK = "# tacit demo configuration"
 STATE_FILE = "demo/state.json"
@@ -46,11 +61,6 @@ def demo_config_path(explicit: str | Path | None) -> Path:
         return here
     return Path(".tacit/demo/tacit.toml")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _port_free(port: int) -> bool:
@@ -69,7 +79,7 @@ def load_state(data_dir: Path) -> dict[str, Any]:
     ports = state.setdefault("ports", {})
     for name in ("notion", "graph", "graph_auth", "api"):
         if not ports.get(name) or not _port_free(ports[name]):
-            ports[name] = _free_port()
+            ports[name] = free_port()
     state.setdefault("webhook_secret", "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
     return state
 
@@ -118,9 +128,6 @@ def write_demo_config(path: Path, *, quick: bool, sources: list[str], evals: dic
 # ---------------------------------------------------------------------------- sandboxes
 @contextlib.contextmanager
 def sandboxes(state: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
-    from connectors.sandbox.graph import GraphSandbox
-    from connectors.sandbox.graph.workspace import build_company
-    from connectors.sandbox.notion import NotionSandbox
 
     notion = NotionSandbox(port=state["ports"]["notion"])
     graph = GraphSandbox(port=state["ports"]["graph"], auth_port=state["ports"]["graph_auth"])
@@ -176,8 +183,6 @@ def apply_changes(notion: Any, graph: Any, workspace: Any) -> list[str]:
 # ---------------------------------------------------------------------------- webhook push
 @contextlib.contextmanager
 def serve_api(ctx: Any, port: int) -> Iterator[Any]:
-    from connectors.sandbox.server import ThreadedServer
-    from ingestion.api import create_app
 
     # Processing runs as its own step of the demo (and is shown there), not behind each event.
     app = create_app(ctx, process_teams=False)
@@ -208,7 +213,6 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 def push_feedback(url: str, secret: str, team: str) -> tuple[int, int]:
-    import httpx
 
     accepted = duplicate = 0
     with httpx.Client(timeout=30) as client:
@@ -230,8 +234,6 @@ def push_feedback(url: str, secret: str, team: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------- the story
 def run_demo(config: str | Path | None, *, quick: bool, console: Console, out: Console) -> dict[str, Any]:
-    from ingestion.tasks import set_context
-    from tacit.context import Context
 
     started = time.monotonic()
     path = demo_config_path(config)
@@ -259,7 +261,6 @@ def run_demo(config: str | Path | None, *, quick: bool, console: Console, out: C
     summary["processing"] = _process_all(ctx, console)
     _train_all(ctx, summary, console)
     summary["duration_s"] = round(time.monotonic() - started, 1)
-    from tacit.report import write_report
 
     report = write_report(summary, data_dir / "report")
     _print_summary(summary, out)
@@ -269,8 +270,6 @@ def run_demo(config: str | Path | None, *, quick: bool, console: Console, out: C
 
 
 def _sync_all(ctx: Any, console: Console) -> dict[str, Any]:
-    from ingestion.runner import run_sync
-    from tacit.cli import progress_bar
 
     results = {}
     for source in ctx.config.sources:
@@ -304,8 +303,6 @@ def _push_all(ctx: Any, state: dict[str, Any], console: Console) -> dict[str, An
 def _process_all(ctx: Any, console: Console) -> dict[str, Any]:
     """Process every team; a shared source's records are processed for every team they feed in
     the first call that meets them, so each team's counts are summed over all calls."""
-    from ingestion.pipeline import process_team
-    from tacit.cli import progress_bar
 
     totals: dict[str, dict[str, int]] = {team.name: {} for team in TEAMS}
 
@@ -337,8 +334,6 @@ def _process_all(ctx: Any, console: Console) -> dict[str, Any]:
 
 
 def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
-    from training.registry import show_version
-    from training.service import refresh_adapter
 
     teams: dict[str, Any] = {}
     samples: dict[str, Any] = {}
@@ -404,11 +399,10 @@ def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
 
 
 def _active_or_none(ctx: Any, team: str) -> dict[str, Any] | None:
-    from training.registry import show_version
 
     try:
         return show_version(ctx, team, None)
-    except LookupError:
+    except NoAdapter:
         return None
 
 

@@ -13,6 +13,10 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_process_init, worker_ready
 
+from ingestion.corpus.events import pending_event_ids
+from ingestion.corpus.events import process_event as process_stored_event
+from ingestion.corpus.runner import run_sync
+from ingestion.processing.pipeline import process_team as process_documents
 from tacit.context import Context
 
 log = logging.getLogger(__name__)
@@ -24,7 +28,7 @@ def set_context(ctx: Context | None) -> None:
     global _context
     _context = ctx
     if ctx is not None:
-        from ingestion.celery_app import app, configure
+        from ingestion.worker.celery_app import app, configure
 
         configure(app, ctx.config)
         app.set_current()
@@ -41,7 +45,6 @@ def get_context() -> Context:
 
 @shared_task(name="tacit.sync_source", acks_late=True)
 def sync_source(source: str, full: bool = False) -> dict[str, Any]:
-    from ingestion.runner import run_sync
 
     ctx = get_context()
     summary = run_sync(ctx, source, full=full)
@@ -52,10 +55,9 @@ def sync_source(source: str, full: bool = False) -> dict[str, Any]:
 
 @shared_task(name="tacit.process_event", acks_late=True)
 def process_event(event_id: int) -> dict[str, Any]:
-    from ingestion.events import process_event as process
 
     ctx = get_context()
-    result = process(ctx, event_id)
+    result = process_stored_event(ctx, event_id)
     team = result.get("team")
     if team and (result.get("documents_written") or result.get("interactions_written") or result.get("tombstones")):
         enqueue_processing(ctx, team)
@@ -64,7 +66,6 @@ def process_event(event_id: int) -> dict[str, Any]:
 
 @shared_task(name="tacit.replay_pending_events", acks_late=True)
 def replay_pending_events() -> int:
-    from ingestion.events import pending_event_ids
 
     ids = pending_event_ids(get_context())
     for event_id in ids:
@@ -74,21 +75,13 @@ def replay_pending_events() -> int:
 
 @shared_task(name="tacit.process_team", acks_late=True)
 def process_team(team: str) -> dict[str, Any]:
-    try:
-        from ingestion.pipeline import process_team as process
-    except ImportError:
-        log.warning("processing is not available in this installation")
-        return {"team": team, "status": "unavailable"}
-    return process(get_context(), team)
+    return process_documents(get_context(), team)
 
 
 @shared_task(name="tacit.refresh_adapter", acks_late=True)
 def refresh_adapter(team: str, force: bool = False) -> dict[str, Any]:
-    try:
-        from training.service import refresh_adapter as refresh
-    except ImportError:
-        log.warning("training is not available in this installation")
-        return {"team": team, "status": "unavailable"}
+    from training.service import refresh_adapter as refresh  # torch takes seconds to load: only where it runs
+
     return refresh(get_context(), team, force=force)
 
 

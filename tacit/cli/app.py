@@ -11,17 +11,27 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from connectors.registry import connector_class
+from db import models
+from ingestion.api.views import collect_status, list_events, source_detail
+from ingestion.corpus.events import pending_event_ids, stage_import
+from ingestion.corpus.runner import run_sync
+from ingestion.processing.pipeline import process_team
+from ingestion.worker.tasks import process_event, set_context, sync_source
+from tacit.cli.export import export_rows
+from tacit.cli.progress import console, out, progress_bar
 from tacit.config import ConfigError
+from tacit.context import Context
+from tacit.errors import UsageError
+from tacit.secrets import rotate_all
+from training import registry as adapter_registry
+from training.serving.vllm import sync_team_quietly
 
 # A deprecation inside transformers that PEFT triggers on every model it wraps: noise to a user.
 warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -37,17 +47,7 @@ app.add_typer(adapters_app, name="adapters")
 app.add_typer(events_app, name="events")
 app.add_typer(export_app, name="export")
 
-console = Console(stderr=True)
-out = Console(highlight=False, soft_wrap=True)
 _state: dict[str, Any] = {"config": None}
-
-
-class UsageError(Exception):
-    """A bad argument: one line, exit 2."""
-
-
-class Unavailable(Exception):
-    """A stage that this installation does not have yet: one line, exit 3."""
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -66,41 +66,14 @@ def _root(
 
 
 def context(migrate: bool = True):  # type: ignore[no-untyped-def]
-    from ingestion.tasks import set_context
-    from tacit.context import Context
 
     ctx = Context.load(_state["config"], migrate_db=migrate)
     set_context(ctx)
     return ctx
 
 
-@contextmanager
-def progress_bar(description: str, total: float | None = None) -> Iterator[Callable[..., None]]:
-    """Rich progress on stderr; yields `update(completed=…, description=…)`."""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed:.0f}"), TimeElapsedColumn(), console=console,
-                  transient=False, disable=not console.is_terminal and os.environ.get("TACIT_PROGRESS") != "1") as bar:
-        task = bar.add_task(description, total=total)
-
-        def update(**kwargs: Any) -> None:
-            bar.update(task, **kwargs)
-
-        yield update
-
-
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
-
-
-def _require(module: str, what: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module or module.startswith(exc.name)):
-            raise Unavailable(f"{what} is not available in this installation yet") from None
-        raise
 
 
 # ---------------------------------------------------------------------------- init / status
@@ -140,7 +113,6 @@ def init(force: Annotated[bool, typer.Option(help="Overwrite an existing tacit.t
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False) -> None:
     """Teams, sources, corpus sizes, adapters and pending events."""
-    from tacit.status import collect_status
 
     ctx = context()
     data = collect_status(ctx)
@@ -168,7 +140,6 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON docume
 @sources_app.command("list")
 def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List configured sources."""
-    from tacit.status import collect_status
 
     data = collect_status(context())["sources"]
     if as_json:
@@ -185,7 +156,6 @@ def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 @sources_app.command("show")
 def sources_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One source: settings (secrets hidden), checkpoint, state and recent runs."""
-    from tacit.status import source_detail
 
     data = source_detail(context(), name)
     if as_json:
@@ -197,7 +167,6 @@ def sources_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = F
 @sources_app.command("rotate-key")
 def sources_rotate_key() -> None:
     """Re-encrypt stored secrets with the first key of TACIT_SECRET_KEY (after adding a new key)."""
-    from tacit.secrets import rotate_all
 
     ctx = context()
     with ctx.session() as session:
@@ -212,8 +181,6 @@ def import_(
     source: Annotated[str, typer.Option("--source", "-s", help="A source of kind webhook.")],
 ) -> None:
     """Read records from a JSONL file into a push source (kind webhook)."""
-    from ingestion.events import stage_import
-    from ingestion.tasks import process_event, process_team
 
     ctx = context()
     cfg = ctx.source_config(source)
@@ -242,16 +209,11 @@ def import_(
                   f"interactions, {totals.get('tombstones', 0)} tombstones, {totals.get('failures', 0)} failures")
     else:
         out.print(f"queued {len(ids)} import batches of {file} for {source} on the workers")
-    del process_team
 
 
 def _maybe_process(ctx: Any, team: str) -> None:
-    """Eager mode: processing follows ingestion when the stage exists."""
-    try:
-        pipeline = _require("ingestion.pipeline", "processing")
-    except Unavailable:
-        return
-    pipeline.process_team(ctx, team)
+    """Eager mode: processing follows ingestion."""
+    process_team(ctx, team)
 
 
 @app.command()
@@ -260,9 +222,6 @@ def sync(
     full: Annotated[bool, typer.Option("--full", help="Ignore checkpoints; read everything again.")] = False,
 ) -> None:
     """Pull new and changed items from sources into the corpus."""
-    from connectors.registry import connector_class
-    from ingestion.runner import run_sync
-    from ingestion.tasks import sync_source
 
     ctx = context()
     names = sources or [s.name for s in ctx.config.sources if s.enabled and not connector_class(s.kind).push_only]
@@ -300,13 +259,12 @@ def sync(
 @app.command()
 def process(team: Annotated[str | None, typer.Option("--team", help="Only this team.")] = None) -> None:
     """Chunk new and changed documents and build training examples."""
-    pipeline = _require("ingestion.pipeline", "the processing stage")
     ctx = context()
     teams = [team] if team else [t.name for t in ctx.config.teams]
     for name in teams:
         ctx.config.team(name)
         with progress_bar(f"processing {name}") as update:
-            result = pipeline.process_team(ctx, name, progress=update)
+            result = process_team(ctx, name, progress=update)
         # Records of this team's sources that feed other teams were processed for them too.
         for label, counts in [(name, result), *(result.pop("other_teams", None) or {}).items()]:
             out.print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "team"))
@@ -316,7 +274,8 @@ def process(team: Annotated[str | None, typer.Option("--team", help="Only this t
 @app.command()
 def train(team: str, force: Annotated[bool, typer.Option("--force", help="Train even if not due.")] = False) -> None:
     """Refresh a team's adapter: train, evaluate, promote if better."""
-    service = _require("training.service", "the training stage")
+    from training import service  # imported when a command needs it: torch takes seconds to load
+
     ctx = context()
     ctx.config.team(team)
     result = service.refresh_adapter(ctx, team, force=force, console=console)
@@ -328,23 +287,19 @@ def ask(team: str, question: str,
         base: Annotated[bool, typer.Option("--base", help="Answer with the base model, no adapter.")] = False,
         max_new_tokens: Annotated[int, typer.Option(help="Longest answer.")] = 128) -> None:
     """Answer a question with the team's active adapter (or the base model)."""
-    service = _require("training.service", "the training stage")
+    from training import service  # imported when a command needs it: torch takes seconds to load
+
     ctx = context()
     ctx.config.team(team)
     out.print(service.ask(ctx, team, question, base=base, max_new_tokens=max_new_tokens))
 
 
-def _adapters() -> Any:
-    return _require("training.registry", "the adapter registry")
-
-
 @adapters_app.command("list")
 def adapters_list(team: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A team's adapter versions."""
-    registry = _adapters()
     ctx = context()
     ctx.config.team(team)
-    rows = registry.list_versions(ctx, team)
+    rows = adapter_registry.list_versions(ctx, team)
     if as_json:
         emit_json(rows)
         return
@@ -364,7 +319,7 @@ def adapters_show(team: str, version: Annotated[int | None, typer.Argument()] = 
     """One version (the active one by default): metrics, lineage, flags."""
     ctx = context()
     ctx.config.team(team)
-    out.print_json(json.dumps(_adapters().show_version(ctx, team, version), default=str))
+    out.print_json(json.dumps(adapter_registry.show_version(ctx, team, version), default=str))
 
 
 @adapters_app.command("promote")
@@ -372,7 +327,8 @@ def adapters_promote(team: str, version: int) -> None:
     """Make a version the active one."""
     ctx = context()
     ctx.config.team(team)
-    out.print(_adapters().promote(ctx, team, version, reason="promoted by hand"))
+    out.print(adapter_registry.promote(ctx, team, version, reason="promoted by hand"))
+    _sync_inference(ctx, team)
 
 
 @adapters_app.command("rollback")
@@ -380,7 +336,15 @@ def adapters_rollback(team: str) -> None:
     """Go back to the previously active version."""
     ctx = context()
     ctx.config.team(team)
-    out.print(_adapters().rollback(ctx, team))
+    out.print(adapter_registry.rollback(ctx, team))
+    _sync_inference(ctx, team)
+
+
+def _sync_inference(ctx: Any, team: str) -> None:
+    """With `[inference] backend = "vllm"`, load the now active version into vLLM."""
+    synced = sync_team_quietly(ctx, team)
+    if synced:
+        out.print(synced)
 
 
 @adapters_app.command("export")
@@ -389,12 +353,11 @@ def adapters_export(team: str, dest: Annotated[Path, typer.Argument(help="Folder
     """Export a version as a PEFT directory that vLLM and LoRAX load."""
     ctx = context()
     ctx.config.team(team)
-    out.print(str(_adapters().export(ctx, team, dest, version)))
+    out.print(str(adapter_registry.export(ctx, team, dest, version)))
 
 
 # ---------------------------------------------------------------------------- export
 def _export(what: str, team: str, include_deleted: bool = False) -> None:
-    from tacit.export import export_rows
 
     ctx = context()
     ctx.config.team(team)
@@ -436,7 +399,6 @@ def events_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Recent events with their status."""
-    from tacit.status import list_events
 
     rows = list_events(context(), status=status_, limit=limit)
     if as_json:
@@ -457,9 +419,6 @@ def events_replay(
     source: Annotated[str | None, typer.Option("--source")] = None,
 ) -> None:
     """Process pending and failed events again (processed ones are skipped: idempotent)."""
-    from db import models
-    from ingestion.events import pending_event_ids
-    from ingestion.tasks import process_event
 
     ctx = context()
     chosen = ids or pending_event_ids(ctx, include_failed=True, source=source)
@@ -486,13 +445,12 @@ def serve(
     """Serve the webhook endpoints, health, metrics and the admin API (uvicorn)."""
     import uvicorn
 
-    _require("ingestion.api", "the webhook service")
     ctx = context()
     if _state["config"]:
         os.environ["TACIT_CONFIG"] = str(Path(_state["config"]).resolve())
     elif ctx.config.path:
         os.environ["TACIT_CONFIG"] = str(ctx.config.path)
-    uvicorn.run("ingestion.api:create_app", factory=True, host=host or ctx.config.api.host,
+    uvicorn.run("ingestion.api.app:create_app", factory=True, host=host or ctx.config.api.host,
                 port=port or ctx.config.api.port, workers=workers, log_level="info")
 
 
@@ -508,8 +466,10 @@ def worker(
         raise UsageError("the broker is memory:// (in-process); set [queue] broker_url to a Redis URL to run workers")
     if ctx.config.path:
         os.environ["TACIT_CONFIG"] = str(ctx.config.path)
-    from ingestion.celery_app import QUEUES, configure
-    from ingestion.celery_app import app as celery_app
+
+    # Imported here: the module builds its Celery app from the configuration found at import.
+    from ingestion.worker.celery_app import QUEUES, configure
+    from ingestion.worker.celery_app import app as celery_app
 
     for q in queues.split(","):
         if q not in QUEUES:
@@ -525,7 +485,7 @@ def worker(
 @app.command()
 def demo(quick: Annotated[bool, typer.Option("--quick", help="tiny-random model, fewer steps.")] = False) -> None:
     """Run the whole story on a bundled sample company."""
-    from tacit.demo import run_demo
+    from tacit.cli.demo import run_demo
 
     run_demo(_state["config"], quick=quick, console=console, out=out)
 
@@ -541,10 +501,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         _one_line(str(exc), 2)
-    except (UsageError, LookupError) as exc:
+    except UsageError as exc:
         _one_line(str(exc).strip("'\""), 2)
-    except Unavailable as exc:
-        _one_line(str(exc), 3)
     except KeyboardInterrupt:
         _one_line("interrupted", 130)
     except Exception as exc:

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from connectors.registry import connector_class, contributions
 from db import models
 from tacit.context import Context
 from tacit.secrets import is_sealed
@@ -93,11 +94,9 @@ def source_detail(ctx: Context, name: str) -> dict[str, Any]:
                 "tombstones": r.tombstones, "failures": r.failures, "requests": r.requests, "error": r.error,
             } for r in runs],
         }
-    if detail["kind"] == "notion":
-        # Shown in clear: the admin pastes it into Notion's "Verify subscription" dialog.
-        from ingestion.notion_webhooks import stored_tokens
-
-        detail["webhook"] = stored_tokens(ctx, name)
+    status = contributions(connector_class(detail["kind"])).status
+    if status is not None:
+        detail.update(status(ctx, name))
     return detail
 
 

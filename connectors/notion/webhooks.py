@@ -32,11 +32,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from connectors.base import Interaction, Tombstone
+from connectors.base import Contributions, Interaction, Tombstone
 from db import models
-from ingestion.events import EventRejected, decode_body, handler
-from ingestion.runner import SyncSummary, ingest_records, run_sync
-from ingestion.web import accept_event, get_context, source_of_kind
+from ingestion.api.web import accept_event, get_context, source_of_kind
+from ingestion.corpus.events import EventRejected, decode_body
+from ingestion.corpus.runner import SyncSummary, ingest_records, run_sync
 from tacit.context import Context
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,11 @@ def stored_tokens(ctx: Context, source: str) -> dict[str, str | None]:
     stored = ctx.secrets.decrypt(state[STATE_KEY]) if state.get(STATE_KEY) else None
     pending = ctx.secrets.decrypt(state[PENDING_KEY]) if state.get(PENDING_KEY) else None
     return {"verification_token": _configured_token(ctx, source) or stored, "pending_verification_token": pending}
+
+
+def status_fields(ctx: Context, source: str) -> dict[str, Any]:
+    """`webhook` for `tacit sources show`: shown in clear, the admin pastes it into Notion's "Verify subscription" dialog."""
+    return {"webhook": stored_tokens(ctx, source)}
 
 
 def _handshake(ctx: Context, source: str, token: str) -> tuple[int, dict[str, Any]]:
@@ -150,7 +155,6 @@ def plan(payload: dict[str, Any], comments_mode: str) -> tuple[str, list[str]]:
     return "ignore", []
 
 
-@handler(CHANNEL)
 def process_notion_event(ctx: Context, event: models.WebhookEvent, source_name: str) -> SyncSummary | None:
     payload = decode_body(event)
     if not isinstance(payload, dict):
@@ -241,3 +245,11 @@ def _stale(ctx: Context, source_name: str, ids: list[str], seen: set[str], gone:
                 yield Tombstone(external_id=external_id, reason="discussion resolved or deleted")
         elif meta.get("on") == "page" or mode == "blocks":
             yield Tombstone(external_id=external_id, reason="discussion resolved or deleted")
+
+
+#: What the Notion connector adds to the platform (`NotionConnector.contributes`).
+CONTRIBUTIONS = Contributions(
+    routers=(router,),
+    event_handlers={CHANNEL: process_notion_event},
+    status=status_fields,
+)

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingestion.chunking import Chunk
+from ingestion.processing.chunking import Chunk
 
 PARAPHRASES = 4  # wordings of each structured fact
 #: Wordings of a document's structured facts in all: a long table gets fewer wordings per row
@@ -374,7 +374,9 @@ def chat_from_interaction(item: InteractionView) -> Draft | None:
     opened a thread as `user` and the others as `assistant`; with no roles, authors tell them
     apart. Threads without a resolving reply, or that ask nothing, give nothing."""
     msgs = [m for m in item.messages if str(m.get("text") or "").strip()]
-    if not msgs:
+    if not msgs or item.meta.get("served"):
+        # An answer of Tacit's own endpoint teaches the model nothing new until someone rates or
+        # corrects it (then it is a `feedback` interaction): training on it would only echo it.
         return None
     if item.kind == "chat" and any(m.get("role") in ("user", "assistant") for m in msgs):
         return _conversation(item, msgs)

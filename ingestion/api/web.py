@@ -1,4 +1,4 @@
-"""Pieces shared by every webhook router (generic, Notion, Microsoft Graph) of `ingestion.api`.
+"""Pieces shared by every webhook router (generic, Notion, Microsoft Graph) of `ingestion.api.app`.
 
 A router gets the running `Context` with `Depends(get_context)`; `accept_event` commits the raw
 delivery first and only then queues its processing, so an accepted event is never lost.
@@ -6,11 +6,18 @@ delivery first and only then queues its processing, so an accepted event is neve
 
 from __future__ import annotations
 
+import hmac
+import logging
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ingestion.corpus.events import store_event
+from ingestion.worker.tasks import process_event
 from tacit.context import Context
+
+log = logging.getLogger(__name__)
 
 
 def get_context(request: Request) -> Context:
@@ -28,9 +35,6 @@ def source_of_kind(ctx: Context, name: str, kinds: tuple[str, ...]) -> Any:
 def accept_event(ctx: Context, source: str, delivery_id: str, body: str, *, channel: str,
                  headers: dict[str, Any] | None = None) -> tuple[int, bool]:
     """Commit the delivery, then queue it. Returns (event id, created); a repeat creates nothing."""
-    from ingestion.events import store_event
-    from ingestion.tasks import process_event
-
     event_id, created = store_event(ctx, source, delivery_id, body, channel=channel, headers=headers)
     if created:
         # The app sets `ctx.dispatch_event` (a Celery send on Redis; its own background worker in
@@ -39,7 +43,18 @@ def accept_event(ctx: Context, source: str, delivery_id: str, body: str, *, chan
         try:
             dispatch(event_id)
         except Exception:  # broker down: the event is stored; workers replay pending events on start
-            import logging
-
-            logging.getLogger(__name__).warning("event %s stored but not queued (broker unavailable)", event_id)
+            log.warning("event %s stored but not queued (broker unavailable)", event_id)
     return event_id, created
+
+
+_bearer = HTTPBearer(auto_error=False, description="[api] admin_token from tacit.toml")
+
+
+def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    """`Authorization: Bearer <[api] admin_token>`, compared in constant time; 403 when none is set."""
+    token = request.app.state.ctx.config.api.admin_token
+    if token is None or not token.get_secret_value():
+        raise HTTPException(403, "the admin API is disabled: set [api] admin_token in tacit.toml")
+    given = credentials.credentials if credentials else ""
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.get_secret_value().encode()):
+        raise HTTPException(401, "a valid admin bearer token is required", headers={"WWW-Authenticate": "Bearer"})

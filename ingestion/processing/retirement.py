@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from db import models
 from db.base import utcnow
-from ingestion.routing import TeamRouter
+from ingestion.processing.routing import TeamRouter
 from tacit.context import Context
 
 SCAN = 1000

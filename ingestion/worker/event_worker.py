@@ -7,7 +7,7 @@ so a process that dies with ids in the queue loses nothing, since the app replay
 event when it starts (`replay_pending`).
 
 When a batch of events changed a team's corpus, the worker runs that team's processing
-(chunks, examples) once the queue is empty, if this installation has the processing stage.
+(chunks, examples) once the queue is empty.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ingestion.events import pending_event_ids, process_event
+from ingestion.corpus.events import pending_event_ids, process_event
+from ingestion.processing.pipeline import process_team
 from tacit.context import Context
 
 log = logging.getLogger(__name__)
@@ -28,17 +29,13 @@ ResultHook = Callable[[dict[str, Any]], None]
 _STOP = object()
 
 
-def process_team_if_available(ctx: Context, team: str) -> Any:
-    """Run the processing stage for `team` when the installation has it (`ingestion.pipeline`)."""
-    try:
-        from ingestion.pipeline import process_team
-    except ImportError:
-        return None
+def process_team_after_events(ctx: Context, team: str) -> Any:
+    """The follow-up of a team's processed events in the embedded mode: chunking and examples."""
     return process_team(ctx, team)
 
 
 class EventWorker:
-    def __init__(self, ctx: Context, *, follow_up: FollowUp | None = process_team_if_available,
+    def __init__(self, ctx: Context, *, follow_up: FollowUp | None = process_team_after_events,
                  on_result: ResultHook | None = None) -> None:
         self.ctx = ctx
         self.follow_up = follow_up

@@ -2,7 +2,7 @@
 
 A sync killed at any point resumes from the last checkpoint that was committed together with
 the records before it. Records after that checkpoint are read again, and the idempotent
-upserts (`ingestion.store`) make the replay harmless: nothing is lost, nothing duplicated.
+upserts (`ingestion.corpus.store`) make the replay harmless: nothing is lost, nothing duplicated.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from connectors.base import (
 )
 from db import models
 from db.base import utcnow
-from ingestion import store
+from ingestion.corpus import store
 from tacit.context import Context
 
 log = logging.getLogger(__name__)

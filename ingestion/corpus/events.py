@@ -1,6 +1,6 @@
 """Durable push events: raw deliveries are committed first, then turned into records.
 
-Used by the webhook service (`ingestion.api`) and by `tacit import`, which is a local push:
+Used by the webhook service (`ingestion.api.app`) and by `tacit import`, which is a local push:
 the file's lines are stored as events and processed by the same code, on a worker or inline.
 Processing is idempotent by delivery id, and a crash between accepting and processing loses
 nothing: pending events are picked up again (`pending_event_ids`, `tacit events replay`).
@@ -21,12 +21,13 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.base import Failure
+from connectors.registry import connector_class, contributions
 from connectors.webhook.connector import WebhookSettings
 from connectors.webhook.payload import PayloadError, parse_json, records_from_body
 from connectors.webhook.records import records_from_payload
 from db import models
 from db.base import utcnow
-from ingestion.runner import SyncSummary, ingest_records
+from ingestion.corpus.runner import SyncSummary, ingest_records
 from tacit.context import Context
 
 log = logging.getLogger(__name__)
@@ -34,35 +35,20 @@ log = logging.getLogger(__name__)
 IMPORT_BATCH_LINES = 500
 _INVALID_UTF8 = "\x00invalid-utf8"
 
-#: channel -> function turning a stored event into records (or running a fetch) for its source.
+#: A stored event's channel → the function turning it into records (or running a fetch) for its
+#: source. The record format ("webhook", "import") is the default; a vendor channel's handler is
+#: one of its connector's contributions (`Contributions.event_handlers`).
 EventHandler = Callable[[Context, models.WebhookEvent, str], SyncSummary | None]
-HANDLERS: dict[str, EventHandler] = {}
 
 
 class EventRejected(ValueError):
     """The event's content cannot be used (malformed, mapping failed); it is kept as rejected."""
 
 
-def _channel_handler(channel: str) -> EventHandler:
-    """A vendor channel's handler lives in `ingestion.<channel>_webhooks`, which a worker process
-    may not have imported yet; the record format is the default."""
-    import importlib
-
-    module = f"ingestion.{channel.split('-', 1)[0]}_webhooks"  # "msgraph-lifecycle" lives with "msgraph"
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-    return HANDLERS.get(channel, _record_format_handler)
-
-
-def handler(channel: str) -> Callable[[EventHandler], EventHandler]:
-    def register(fn: EventHandler) -> EventHandler:
-        HANDLERS[channel] = fn
-        return fn
-
-    return register
+def _channel_handler(kind: str, channel: str) -> EventHandler:
+    """The handler the source's connector (of `kind`) contributes for `channel`; the record format otherwise."""
+    handlers = contributions(connector_class(kind)).event_handlers
+    return handlers.get(channel, _record_format_handler)
 
 
 def store_event(ctx: Context, source_name: str, delivery_id: str, body: str, *, channel: str = "webhook",
@@ -113,9 +99,9 @@ def _process_claimed(ctx: Context, event_id: int) -> dict[str, Any]:
         event.attempts += 1  # committed now, so an attempt that dies half-way is still counted
         session.flush()
         session.expunge(event)
-        source_name = source.name
+        source_name, source_kind = source.name, source.kind
         team_name = session.get(models.Team, source.team_id).name  # type: ignore[union-attr]
-    fn = HANDLERS.get(event.channel) or _channel_handler(event.channel)
+    fn = _channel_handler(source_kind, event.channel)
     try:
         summary = fn(ctx, event, source_name)
     except EventRejected as exc:

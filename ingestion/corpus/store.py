@@ -10,13 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from connectors.base import Document, Interaction
-from connectors.webhook.payload import clean_text
+from connectors.base import Document, Interaction, clean_strings
 from db.base import utcnow
 from db.models import Document as DocumentRow
 from db.models import Interaction as InteractionRow
@@ -42,23 +40,7 @@ def storable(record: Any) -> Any:
     author, a URL, a metadata value): PostgreSQL text and JSON cannot hold a NUL and no driver
     encodes a lone surrogate, so one such string would fail the whole batch written with it.
     Returns the record itself when nothing needed cleaning."""
-    changes = {k: c for k, v in record.__dict__.items() if (c := _clean(v)) is not v}
-    return record.model_copy(update=changes) if changes else record
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, list):
-        items = [_clean(v) for v in value]
-        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
-    if isinstance(value, dict):
-        pairs = [(_clean(k), _clean(v)) for k, v in value.items()]
-        changed = any(k2 is not k or v2 is not v for (k2, v2), (k, v) in zip(pairs, value.items(), strict=True))
-        return dict(pairs) if changed else value
-    if isinstance(value, BaseModel):
-        return storable(value)
-    return value
+    return clean_strings(record)
 
 
 def _insert(session: Session, table: Any) -> Any:

@@ -1,6 +1,6 @@
 """The admin read API under `/api`: teams, sources, sync runs, adapters, events (bearer token).
 
-Read-only views built on `tacit.status` (the same data as `tacit status`, `tacit sources show`
+Read-only views built on `ingestion.api.views` (the same data as `tacit status`, `tacit sources show`
 and `tacit events list`); secrets in source settings are shown as `********`.
 """
 
@@ -14,10 +14,11 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from db import models
-from ingestion.api import require_admin
-from tacit import status as views
+from ingestion.api import views
+from ingestion.api.web import require_admin
 from tacit.config import _NAME, ConfigError
 from tacit.context import Context
+from tacit.errors import NotFound
 
 router = APIRouter(prefix="/api", tags=["admin"], dependencies=[Depends(require_admin)])
 EventStatus = Literal["pending", "processed", "rejected", "failed"]
@@ -59,7 +60,7 @@ def _source_detail(ctx: Context, name: str) -> dict[str, Any]:
         raise HTTPException(404, f"no source named {name!r}")
     try:
         return views.source_detail(ctx, name)
-    except (LookupError, ConfigError):
+    except (NotFound, ConfigError):
         raise HTTPException(404, f"no source named {name!r}") from None
 
 

@@ -1,6 +1,6 @@
 """Microsoft Graph change notifications: the receiving routes, their processing, and subscriptions.
 
-Routes (mounted by `ingestion.api`):
+Routes (mounted by `ingestion.api.app`):
 
 * `POST /webhooks/msgraph/{source}` — change notifications;
 * `POST /webhooks/msgraph/{source}/lifecycle` — lifecycle notifications.
@@ -37,6 +37,7 @@ import logging
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,14 +46,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from connectors.base import ConnectorError
+from connectors.base import BeatEntry, ConnectorError, Contributions, SourceConfig
 from connectors.msgraph import ids
 from connectors.msgraph import subscriptions as subs
 from connectors.msgraph.client import NotFound
 from db import models
-from ingestion.events import EventRejected, decode_body, handler
-from ingestion.runner import SyncSummary, run_fetch, run_sync
-from ingestion.web import accept_event, get_context, source_of_kind
+from ingestion.api.web import accept_event, get_context, source_of_kind
+from ingestion.corpus.events import EventRejected, decode_body
+from ingestion.corpus.runner import SyncSummary, run_fetch, run_sync
+from ingestion.worker.tasks import get_context as task_context
 from tacit.config import ConfigError
 from tacit.context import Context
 
@@ -302,7 +304,6 @@ def plan(ctx: Context, source: str, notifications: list[dict[str, Any]]) -> tupl
     return ("fetch", sorted(set(threads))) if threads else ("sync", [])
 
 
-@handler(CHANNEL)
 def process_notifications(ctx: Context, event: models.WebhookEvent, source: str) -> SyncSummary | None:
     action, thread_ids = plan(ctx, source, _notifications(event))
     if action == "fetch":
@@ -310,7 +311,6 @@ def process_notifications(ctx: Context, event: models.WebhookEvent, source: str)
     return run_sync(ctx, source)
 
 
-@handler(LIFECYCLE)
 def process_lifecycle(ctx: Context, event: models.WebhookEvent, source: str) -> SyncSummary | None:
     sync = False
     for note in _notifications(event):
@@ -331,8 +331,6 @@ def process_lifecycle(ctx: Context, event: models.WebhookEvent, source: str) -> 
 @shared_task(name="tacit.renew_graph_subscriptions", acks_late=True)
 def renew_graph_subscriptions(source: str | None = None) -> dict[str, Any]:
     """Create and renew the change-notification subscriptions of every Graph source (beat: hourly)."""
-    from ingestion.tasks import get_context as task_context
-
     ctx = task_context()
     if not ctx.config.api.public_url:
         return {"skipped": "no [api] public_url: Graph cannot reach the webhook routes"}
@@ -344,3 +342,18 @@ def renew_graph_subscriptions(source: str | None = None) -> dict[str, Any]:
         except (ConnectorError, ConfigError) as exc:
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
+
+
+def beat_entries(sources: Sequence[SourceConfig], public_url: str | None) -> list[BeatEntry]:
+    """Graph subscriptions live three days at most for mail and Teams: renew them hourly when due."""
+    if not public_url or not any(s.enabled for s in sources):
+        return []
+    return [BeatEntry("renew-graph-subscriptions", "tacit.renew_graph_subscriptions", "17 * * * *")]
+
+
+#: What the Graph connector adds to the platform (`GraphConnector.contributes`).
+CONTRIBUTIONS = Contributions(
+    routers=(router,),
+    event_handlers={CHANNEL: process_notifications, LIFECYCLE: process_lifecycle},
+    beat=beat_entries,
+)

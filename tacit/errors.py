@@ -1,0 +1,31 @@
+"""The errors a user can act on: the command line shows each as one line with exit status 2.
+
+Only these (and `tacit.config.ConfigError`) are usage errors. Any other exception — a `KeyError`
+from a bug included — is a fault: exit status 1, with a traceback under `TACIT_DEBUG=1`.
+"""
+
+from __future__ import annotations
+
+
+class UsageError(Exception):
+    """A bad argument, or a request the current state cannot answer."""
+
+
+class NotFound(UsageError, LookupError):
+    """Something the user named does not exist (the admin API answers 404)."""
+
+
+class UnknownTeam(NotFound):
+    """A configured team that is not in the database (yet)."""
+
+
+class UnknownSource(NotFound):
+    """A configured source that is not in the database (yet)."""
+
+
+class NoAdapter(NotFound):
+    """A team has no active adapter, or no adapter version by that number."""
+
+
+class AdapterStateError(UsageError):
+    """An adapter operation the team's versions do not allow (promote a rejected one, roll back the first)."""
