@@ -55,3 +55,16 @@ def add_document(ctx: Any, team: str, source: str, external_id: str, text: str) 
 def write_eval_set(path: Path, pairs: list[tuple[str, str]]) -> Path:
     path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in pairs), encoding="utf-8")
     return path
+
+
+def add_chunk(ctx: Any, team: str, source: str, external_id: str, text: str) -> int:
+    """A document with one live chunk of `text` (the retrieval corpus of the RAG baseline)."""
+    doc_id = add_document(ctx, team, source, external_id, text)
+    with ctx.session() as session:
+        team_row = ctx.team_row(session, team)
+        row = models.Chunk(document_id=doc_id, team_id=team_row.id, document_version=1, ordinal=0, text=text,
+                           token_count=max(1, len(text) // 4), heading_path=[],
+                           content_hash=hashlib.sha256(text.encode()).hexdigest())
+        session.add(row)
+        session.flush()
+        return row.id
