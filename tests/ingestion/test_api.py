@@ -415,6 +415,6 @@ def test_embedded_mode_processes_the_team_after_its_events(make_ctx: Callable[..
     assert count(ctx, models.Chunk) >= 1
     with ctx.session() as session:
         examples = set(session.execute(select(models.Example.kind, models.Example.origin)).all())
-    # The document became a chunk for continued pre-training; the rated, corrected answer became
-    # a corrected chat example and a preference pair.
-    assert examples == {("cpt", "chunk"), ("chat", "feedback"), ("preference", "feedback")}
+    # The document became a chunk for continued pre-training and study restatements of its
+    # sentences; the rated, corrected answer became a corrected chat example and a preference pair.
+    assert examples == {("cpt", "chunk"), ("cpt", "study"), ("chat", "feedback"), ("preference", "feedback")}

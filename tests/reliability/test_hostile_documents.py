@@ -274,7 +274,7 @@ def test_graph_hostile_files(hostile_files: dict[str, bytes], make_ctx: Callable
     docs = documents(ctx)
     assert set(docs) == {item[n] for n in ("Plan.docx", "Notes.md", "Broken.txt")}
     # Invalid UTF-8 bytes become U+FFFD, NUL bytes are dropped, the valid text is kept as it was.
-    assert docs[item["Broken.txt"]].text == BROKEN_TEXT_READ
+    assert docs[item["Broken.txt"]].text == "Location: big / Documents / Files / Broken.txt\n\n" + BROKEN_TEXT_READ
     assert "Skylark" in docs[item["Plan.docx"]].text and "Basalt" in docs[item["Notes.md"]].text
 
 

@@ -238,7 +238,7 @@ def test_export_is_a_servable_peft_directory(sctx, tmp_path) -> None:  # type: i
     add_qa(sctx, "platform", PLATFORM_QA)
     assert service.refresh_adapter(sctx, "platform")["status"] == "promoted"
     dest = registry.export(sctx, "platform", tmp_path / "export")
-    assert sorted(p.name for p in dest.iterdir()) == ["adapter_config.json", "adapter_model.safetensors", "tacit.json"]
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors", "tacit.json"]
     config = json.loads((dest / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 16 and config["lora_alpha"] == 32
     assert not config.get("modules_to_save") and config["use_dora"] is False and config["use_rslora"] is False
