@@ -7,12 +7,15 @@ server is a failure there, not a silent skip.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,3 +162,41 @@ def tacit() -> Callable[..., subprocess.CompletedProcess[str]]:
         return proc
 
     return run
+
+
+class StreamedPost:
+    """What `post_in_chunks` saw: the answer's status and JSON body, and how many chunks were read."""
+
+    def __init__(self, status: int, body: Any, chunks_read: int) -> None:
+        self.status, self.body, self.chunks_read = status, body, chunks_read
+
+
+@pytest.fixture
+def post_in_chunks() -> Callable[..., StreamedPost]:
+    """POST a body to an ASGI app chunk by chunk through a raw ASGI `receive` that counts the chunks
+    the app asked for, so a test can prove a route refused a body without reading all of it."""
+
+    def post(app: Any, path: str, chunks: list[bytes], headers: dict[str, str] | None = None) -> StreamedPost:
+        read = 0
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal read
+            if read < len(chunks):
+                read += 1
+                return {"type": "http.request", "body": chunks[read - 1], "more_body": read < len(chunks)}
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        asyncio.run(app(scope, receive, send))
+        status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return StreamedPost(status, json.loads(body) if body else None, read)
+
+    return post
