@@ -148,15 +148,20 @@ def ctx(make_ctx: Callable[..., Context], db_url: str) -> Context:
 
 @pytest.fixture
 def tacit() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run the command line as a user does: `tacit(*args, cwd=…, check=False, env={…})`.
+    """Run the command line as a user does: `tacit(*args, cwd=…, config=…, check=False, env={…})`.
 
-    `python -m tacit.cli` in a fresh process, in `cwd`, with `env` added to this environment.
+    `python -m tacit.cli` in a fresh process, in `cwd`, with `env` added to this environment. With
+    `config`, that file is named by `TACIT_CONFIG` and `cwd` defaults to its folder.
     """
 
-    def run(*args: str, cwd: Path, check: bool = False, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "tacit.cli", *args], cwd=cwd, capture_output=True, text=True,
-                              env={**os.environ, **(env or {})}, timeout=timeout)
+    def run(*args: str, cwd: Path | None = None, config: Path | None = None, check: bool = False,
+            env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        extra = {**({"TACIT_CONFIG": str(config)} if config is not None else {}), **(env or {})}
+        workdir = cwd if cwd is not None else config.parent if config is not None else None
+        if workdir is None:
+            raise TypeError("tacit() needs cwd= or config=")
+        proc = subprocess.run([sys.executable, "-m", "tacit.cli", *args], cwd=workdir, capture_output=True,
+                              text=True, env={**os.environ, **extra}, timeout=timeout)
         if check:
             assert proc.returncode == 0, proc.stderr
         return proc

@@ -26,12 +26,6 @@ TEAMS = '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
 
 
 @pytest.fixture
-def sandbox() -> Iterator[NotionSandbox]:
-    with NotionSandbox() as sb:
-        yield sb
-
-
-@pytest.fixture
 def wctx(make_ctx: Callable[..., Context], db_url: str, sandbox: NotionSandbox) -> Context:
     block = NotionHarness(sandbox).source_block("eng", "platform").replace('comments = "blocks"', 'comments = "pages"')
     return make_ctx(db_url, TEAMS + block)
