@@ -7,10 +7,12 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: PostgreSQL advisory lock key held while a process migrates and mirrors tacit.toml ("tacit" in ASCII).
+STARTUP_LOCK_KEY = 0x7461636974
 
 
 @cache
@@ -59,6 +61,28 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
+
+
+@contextmanager
+def startup_lock(url: str) -> Iterator[None]:
+    """Serialise start-time work (migrations, mirroring the configuration) between processes.
+
+    Every compose service migrates when it starts; on an empty PostgreSQL database two of them
+    would race to create the same tables and rows. A session-level advisory lock, held on its
+    own connection, makes the others wait and then find the work done. SQLite (the embedded
+    mode, one machine) already serialises writers on its file lock.
+    """
+    if not url.startswith("postgresql"):
+        yield
+        return
+    with get_engine(url).connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": STARTUP_LOCK_KEY})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": STARTUP_LOCK_KEY})
+            connection.commit()
 
 
 def migrate(url: str, revision: str = "head") -> None:

@@ -72,6 +72,14 @@ class HygieneConfig(_Strict):
     near_duplicate_threshold: float = Field(0.85, gt=0.0, le=1.0)  # 1.0: exact duplicates only
 
 
+class ExamplesConfig(_Strict):
+    """Which kinds of training examples processing builds from a team's documents."""
+
+    cpt: bool = True  # raw text: each chunk with its title and heading path
+    structure_qa: bool = True  # QA from tables, properties, "key: value" lines and headings
+    study: bool = True  # study data from every prose sentence (questions, restatements, cloze, links)
+
+
 class TrainingConfig(_Strict):
     rank: Literal[8, 16, 32, 64, 128, 256] = 16
     alpha: int | None = None  # defaults to 2 * rank
@@ -89,6 +97,10 @@ class TrainingConfig(_Strict):
     forgetting_bound: float = Field(0.10, ge=0.0)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the CPU/GPU has it natively
     seed: int = 0
+    # Context distillation: the base model with the passage in its prompt teaches the adapter,
+    # which sees only the question (training.distill).
+    distill: bool = False
+    distill_weight: float = Field(1.0, ge=0.0)
     teacher: str = "none"  # none | self | an OpenAI-compatible base URL
     teacher_model: str | None = None
     teacher_api_key: SecretStr | None = None
@@ -108,6 +120,7 @@ class TeamConfig(_Strict):
     description: str = ""
     chunking: ChunkingConfig = ChunkingConfig()
     hygiene: HygieneConfig = HygieneConfig()
+    examples: ExamplesConfig = ExamplesConfig()
     training: TrainingConfig = TrainingConfig()
     eval_set: Path | None = None  # JSONL of {"question", "answer"} for the promotion gate
     principals: list[str] = []  # ACL principals that map a shared workspace's pages to this team

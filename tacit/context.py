@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from connectors.http import HttpBudget
 from connectors.registry import connector_class
 from db import models
-from db.session import migrate, session_scope
+from db.session import migrate, session_scope, startup_lock
 from tacit.config import SourceConfig, TacitConfig, load_config
 from tacit.errors import UnknownSource, UnknownTeam
 from tacit.secrets import SecretBox, redact_in_logs, secret_values
@@ -33,6 +33,7 @@ class Context:
 
         redact_in_logs(set().union(*(secret_values(s.settings) for s in config.sources)) if config.sources else set())
         if migrate_db:
+            self.secrets  # noqa: B018  (a missing TACIT_SECRET_KEY is reported before any connection)
             self.ensure_database()
 
     @classmethod
@@ -49,6 +50,11 @@ class Context:
         if self._migrated:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        with startup_lock(self.database_url):
+            self._migrate_and_mirror()
+        self._migrated = True
+
+    def _migrate_and_mirror(self) -> None:
         migrate(self.database_url)
         with self.session() as session:
             teams = {t.name: t for t in session.scalars(select(models.Team))}
@@ -75,7 +81,6 @@ class Context:
                     row.team_id = team_ids[source.team]
                     if _unsealed_differs(self.secrets, row.config, source.settings):
                         row.config = sealed
-        self._migrated = True
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -84,7 +89,12 @@ class Context:
 
     @cached_property
     def secrets(self) -> SecretBox:
-        return SecretBox.from_env(self.data_dir)
+        return SecretBox.from_env(self.data_dir, generate=self.embedded)
+
+    @property
+    def embedded(self) -> bool:
+        """One machine, SQLite: the mode where generating a local secret key is safe."""
+        return self.database_url.startswith("sqlite")
 
     @property
     def redis_url(self) -> str | None:

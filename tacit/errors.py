@@ -29,3 +29,8 @@ class NoAdapter(NotFound):
 
 class AdapterStateError(UsageError):
     """An adapter operation the team's versions do not allow (promote a rejected one, roll back the first)."""
+
+
+class Refused(Exception):
+    """An operation that would undo a guarantee (forgetting on request); `--force` overrides it.
+    The command line shows it as one line with exit status 5."""

@@ -10,6 +10,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from tacit.config import ConfigError
+
 KEY_ENV = "TACIT_SECRET_KEY"
 SECRET_KEYS = re.compile(r"(secret|token|password|api_key|apikey|credential|private_key)", re.I)
 _MARK = "fernet:"
@@ -22,11 +24,18 @@ class SecretBox:
         self._fernet = MultiFernet([Fernet(k) for k in keys])
 
     @classmethod
-    def from_env(cls, data_dir: Path) -> SecretBox:
+    def from_env(cls, data_dir: Path, *, generate: bool = True) -> SecretBox:
+        """Keys from TACIT_SECRET_KEY, else `<data_dir>/secret.key`, generated if missing only when
+        `generate` (the embedded mode): services on several hosts or containers would each
+        generate their own key and could not read each other's secrets."""
         raw = os.environ.get(KEY_ENV, "").strip()
         if raw:
             return cls([k.strip().encode() for k in raw.split(",") if k.strip()])
         key_file = data_dir / "secret.key"
+        if not key_file.exists() and not generate:
+            raise ConfigError(f"{KEY_ENV} is not set: outside the embedded mode every service must share one key "
+                              "(generate one with `python -c 'from cryptography.fernet import Fernet; "
+                              "print(Fernet.generate_key().decode())'`)")
         if not key_file.exists():
             key_file.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

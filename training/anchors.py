@@ -89,34 +89,53 @@ def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
 def anchor_targets(model: Any, anchors: list[Seq], device: torch.device, *, topk: int, micro_tokens: int,
                    bf16: bool, weight_hash: str, cache_dir: Path | None) -> None:
     """Set `ref_topk` on each anchor: the base model's top-k next-token ids and probabilities
-    (renormalised) at its answer positions, which the adapter is distilled towards. They depend
-    on the base model only: computed once per distinct anchor and cached beside the answers."""
+    (renormalised) at its answer positions, which the adapter is distilled towards."""
+    reference_topk(model, anchors, device, topk=topk, micro_tokens=micro_tokens, bf16=bf16,
+                   weight_hash=weight_hash, cache_dir=cache_dir)
+
+
+def _input_key(seq: Seq) -> str:
+    return hashlib.sha256(json.dumps(seq.input_ids).encode()).hexdigest()
+
+
+def reference_topk(model: Any, seqs: list[Seq], device: torch.device, *, topk: int, micro_tokens: int,
+                   bf16: bool, weight_hash: str, cache_dir: Path | None, name: str = "anchor-targets",
+                   renormalise: bool = True) -> None:
+    """Set `ref_topk` on each sequence: the base model's (adapter disabled) top-k next-token ids
+    and probabilities at the labelled positions of the sequence's `teacher` input (a sequence
+    with the same labelled tokens, e.g. with a passage in its prompt), or of the sequence itself.
+    They depend on the base model only: computed once per distinct input and cached under
+    `cache_dir` in one file per `name`, base model and settings. `renormalise`: the top-k
+    probabilities rescaled to sum to 1 (anchors); else as they are, the rest of the mass implied."""
 
     cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     path = None
     if cache_dir is not None:
-        key = hashlib.sha256(json.dumps([weight_hash, topk, bf16]).encode()).hexdigest()[:24]
-        path = cache_dir / f"anchor-targets-{key}.pt"
+        settings = [weight_hash, topk, bf16] + ([] if renormalise else ["raw"])
+        key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]
+        path = cache_dir / f"{name}-{key}.pt"
         if path.exists():
             cache = torch.load(path, weights_only=True)
-    keys = {id(s): hashlib.sha256(json.dumps(s.input_ids).encode()).hexdigest() for s in anchors}
-    missing = [s for s in anchors if keys[id(s)] not in cache]
+    source = {id(s): s.teacher or s for s in seqs}
+    keys = {id(s): _input_key(source[id(s)]) for s in seqs}
+    missing = list({keys[id(s)]: source[id(s)] for s in seqs if keys[id(s)] not in cache}.items())
     if missing:
         was_training = model.training
         model.eval()
         with torch.no_grad(), model.disable_adapter():
-            for group in split_micro(missing, micro_tokens):
+            for group in split_micro([src for _, src in missing], micro_tokens):
                 logits, _, index, _ = forward_logits(model, pack(group), device, bf16)
                 probs, ids = torch.softmax(logits, dim=-1).topk(topk, dim=-1)
-                probs = probs / probs.sum(-1, keepdim=True)
-                for i, seq in enumerate(group):
+                if renormalise:
+                    probs = probs / probs.sum(-1, keepdim=True)
+                for i, src in enumerate(group):
                     mine = index == i
-                    cache[keys[id(seq)]] = (ids[mine].cpu(), probs[mine].cpu())
+                    cache[_input_key(src)] = (ids[mine].cpu(), probs[mine].cpu())
         if was_training:
             model.train()
         if path is not None:
             _write_atomically(path, lambda tmp: torch.save(cache, tmp))
-    for seq in anchors:
+    for seq in seqs:
         seq.ref_topk = cache[keys[id(seq)]]
 
 

@@ -26,6 +26,19 @@ TINY = "tiny-random"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+#: Hugging Face ids of the named base models, for servers that load them from the hub.
+HUB_IDS = {SMOLLM2: "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def hub_id(name: str) -> str | None:
+    """The Hugging Face id a server needs for base model `name`, or None (tiny-random, a local path)."""
+    if name in HUB_IDS:
+        return HUB_IDS[name]
+    if name == TINY or Path(name).expanduser().exists():
+        return None
+    return name if "/" in name else None
+
+
 class BaseModelError(RuntimeError):
     """A base model that cannot be found or loaded; the message says what to install."""
 

@@ -61,7 +61,8 @@ class Seq:
     role: str = "sft"  # sft | anchor | chosen | rejected
     example_id: int | None = None
     ref_logp: float | None = None  # DPO: the base model's log-probability of the trained tokens
-    ref_topk: Any = None  # anchors: the base model's top-k next-token ids and probabilities
+    ref_topk: Any = None  # anchors, distillation: the base model's top-k next-token ids and probabilities
+    teacher: Seq | None = None  # distillation: the same labelled tokens after the teacher's prompt
 
     def __len__(self) -> int:
         return len(self.input_ids)

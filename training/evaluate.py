@@ -2,10 +2,13 @@
 
 Four measurements, each on the base model (adapter disabled) and the candidate:
 
-* team QA: the team's eval set (`TeamConfig.eval_set`, JSONL of {"question", "answer"}; else
-  held-out `qa` examples; else, with too few to hold out, the team's own `qa` examples as a recall
-  check). Metrics: answer match (the greedy answer contains the normalised expected answer) and
-  the mean per-token log-likelihood of the expected answer after the chat-template prompt.
+* team QA: the team's eval set (`TeamConfig.eval_set`, JSONL of {"question", "answer", "answers"};
+  else held-out `qa` examples; else, with too few to hold out, the team's own `qa` examples as a
+  recall check). Metrics: answer match and mean token-F1 (`training.matching`: any acceptable
+  answer contained in the greedy reply, or its core, or F1 >= 0.8) and the mean per-token
+  log-likelihood of the expected answer after the chat-template prompt. Beside them the
+  prompt-stuffing baseline (`training.retrieval`): the base model and the candidate with the
+  team's best BM25 chunks in the prompt (`qa_rag`, `qa_adapter_rag`), when the suite has chunks.
 * held-out loss: mean per-token NLL on the team's held-out `cpt` examples (recent documents
   never trained on), when the team has enough to hold some out.
 * forgetting probe: `training/probes/general.jsonl`, general-knowledge QA and short texts shipped
@@ -37,25 +40,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from tacit.config import ConfigError
 from training.data import render
+from training.matching import judge
 from training.modeling import greedy_continuations, sequence_logprobs
+from training.retrieval import BM25, stuffed_questions
 
 PROBE = Path(__file__).parent / "probes" / "general.jsonl"
 LL_MARGIN = 0.01  # nats per answer token: smaller changes are noise
 LEAK_TOLERANCE = 0.125  # share of another team's questions the candidate may newly get right
 MAX_NEW_TOKENS = 32
-_NUMBERS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen twenty".split())}
 
 
 class EvalSetError(ConfigError):
@@ -65,19 +66,17 @@ class EvalSetError(ConfigError):
 class QAItem(BaseModel):
     question: str
     answer: str
+    answers: list[str] = Field(default_factory=list)  # further acceptable answers; any one counts
+
+    @property
+    def aliases(self) -> list[str]:
+        return list(dict.fromkeys([self.answer, *self.answers]))
 
 
 # ---------------------------------------------------------------------------- answers
-def normalise(text: str) -> str:
-    """Lower case, punctuation to spaces, no articles, number words as digits (SQuAD-style)."""
-    text = re.sub(r"[^\w\s]", " ", text.lower())
-    words = [_NUMBERS.get(w, w) for w in text.split() if w not in ("a", "an", "the")]
-    return " ".join(words)
-
-
-def answer_matches(generated: str, answer: str) -> bool:
-    expected = normalise(answer)
-    return bool(expected) and f" {expected} " in f" {normalise(generated)} "
+def answer_matches(generated: str, answer: str | list[str], question: str = "") -> bool:
+    """Whether a reply carries an acceptable answer (`training.matching.judge`)."""
+    return judge(generated, [answer] if isinstance(answer, str) else answer, question).match
 
 
 def read_qa_jsonl(path: Path) -> list[QAItem]:
@@ -128,19 +127,31 @@ def answer_logprobs(model: Any, tokenizer: Any, items: list[QAItem], device: tor
     return [s / n for s, n in sequence_logprobs(model, seqs, device)]
 
 
+def judge_answers(items: list[QAItem], answers: list[str]) -> dict[str, Any]:
+    """match (share right), mean F1 and the per-item verdicts of generated answers."""
+    verdicts = [judge(a, i.aliases, i.question) for a, i in zip(answers, items, strict=True)]
+    hits = [v.match for v in verdicts]
+    return {"match": round(sum(hits) / len(hits), 5), "f1": round(sum(v.f1 for v in verdicts) / len(verdicts), 5),
+            "answers": answers, "hits": hits}
+
+
 def qa_metrics(model: Any, tokenizer: Any, items: list[QAItem], device: torch.device,
                generate: bool = True) -> dict[str, Any]:
     if not items:
-        return {"n": 0, "match": None, "answer_logprob": None}
+        return {"n": 0, "match": None, "f1": None, "answer_logprob": None}
     lls = answer_logprobs(model, tokenizer, items, device)
     result: dict[str, Any] = {"n": len(items), "answer_logprob": round(sum(lls) / len(lls), 5)}
     if generate:
-        answers = generate_answers(model, tokenizer, [i.question for i in items], device)
-        hits = [answer_matches(a, i.answer) for a, i in zip(answers, items, strict=True)]
-        result["match"] = round(sum(hits) / len(hits), 5)
-        result["answers"] = answers
-        result["hits"] = hits
+        result |= judge_answers(items, generate_answers(model, tokenizer, [i.question for i in items], device))
     return result
+
+
+def rag_metrics(model: Any, tokenizer: Any, items: list[QAItem], index: BM25, device: torch.device) -> dict[str, Any]:
+    """Match and F1 with the team's best chunks in the prompt (the prompt-stuffing baseline)."""
+    if not items or not index.texts:
+        return {"n": 0, "match": None, "f1": None}
+    prompts = stuffed_questions(index, [i.question for i in items])
+    return {"n": len(items)} | judge_answers(items, generate_answers(model, tokenizer, prompts, device))
 
 
 def text_nll(model: Any, tokenizer: Any, texts: list[str], device: torch.device, seq_len: int = 512) -> float | None:
@@ -162,9 +173,10 @@ class EvalSuite:
     probe_qa: list[QAItem] = field(default_factory=list)
     probe_texts: list[str] = field(default_factory=list)
     other_teams: dict[str, list[QAItem]] = field(default_factory=dict)
+    chunks: list[str] = field(default_factory=list)  # the team's retrieval corpus (prompt-stuffing baseline)
 
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: F1 and answer aliases
 
 
 def _key(*parts: Any) -> str:
@@ -190,8 +202,8 @@ class BaseCache:
         return value
 
 
-def _items(items: list[QAItem]) -> list[list[str]]:
-    return [[i.question, i.answer] for i in items]
+def _items(items: list[QAItem]) -> list[list[Any]]:
+    return [[i.question, i.aliases] for i in items]
 
 
 def evaluate_candidate(model: Any, tokenizer: Any, suite: EvalSuite, device: torch.device, *,
@@ -211,6 +223,9 @@ def evaluate_candidate(model: Any, tokenizer: Any, suite: EvalSuite, device: tor
     b_probe_nll = base("probe_nll", probe_all, lambda: text_nll(model, tokenizer, probe_all, device))
     b_other = {t: base("team_qa", _items(items), lambda items=items: qa_metrics(model, tokenizer, items, device))
                for t, items in suite.other_teams.items()}
+    index = BM25(suite.chunks)
+    b_rag = base("team_rag", [_items(suite.team_qa), suite.chunks],
+                 lambda: rag_metrics(model, tokenizer, suite.team_qa, index, device))
 
     a_team = None
     if active_adapter is not None:
@@ -222,8 +237,9 @@ def evaluate_candidate(model: Any, tokenizer: Any, suite: EvalSuite, device: tor
     c_probe_qa = qa_metrics(model, tokenizer, suite.probe_qa, device)
     c_probe_nll = text_nll(model, tokenizer, probe_all, device)
     c_other = {t: qa_metrics(model, tokenizer, items, device) for t, items in suite.other_teams.items()}
+    c_rag = rag_metrics(model, tokenizer, suite.team_qa, index, device)
     return summarise(suite, b_team, a_team, c_team, b_held, c_held, b_probe_qa, c_probe_qa, b_probe_nll,
-                     c_probe_nll, b_other, c_other)
+                     c_probe_nll, b_other, c_other, b_rag=b_rag, c_rag=c_rag)
 
 
 def _delta(after: float | None, before: float | None) -> float | None:
@@ -250,10 +266,15 @@ def _lost(before: list[bool] | None, after: list[bool] | None) -> int | None:
     return sum(1 for b, a in zip(before, after, strict=True) if b and not a)
 
 
+def _or_none(values: list[Any] | None, items: list[Any]) -> list[Any]:
+    return values if values is not None else [None] * len(items)
+
+
 def summarise(suite: EvalSuite, b_team: dict[str, Any], a_team: dict[str, Any] | None, c_team: dict[str, Any],
               b_held: float | None, c_held: float | None, b_probe_qa: dict[str, Any], c_probe_qa: dict[str, Any],
               b_probe_nll: float | None, c_probe_nll: float | None, b_other: dict[str, dict[str, Any]],
-              c_other: dict[str, dict[str, Any]]) -> dict[str, Any]:
+              c_other: dict[str, dict[str, Any]], *, b_rag: dict[str, Any] | None = None,
+              c_rag: dict[str, Any] | None = None) -> dict[str, Any]:
     leakage = {
         team: {"match_before": b_other[team]["match"], "match_after": c_other[team]["match"],
                "match_delta": _delta(c_other[team]["match"], b_other[team]["match"]),
@@ -269,9 +290,23 @@ def summarise(suite: EvalSuite, b_team: dict[str, Any], a_team: dict[str, Any] |
         "qa_logprob_before": b_team["answer_logprob"],
         "qa_logprob_active": a_team["answer_logprob"] if a_team else None,
         "qa_logprob_after": c_team["answer_logprob"],
-        "qa_answers": [{"question": i.question, "expected": i.answer, "base": b, "candidate": c}
-                       for i, b, c in zip(suite.team_qa, b_team.get("answers", []), c_team.get("answers", []),
-                                          strict=False)],
+        "qa_f1_before": b_team.get("f1"),
+        "qa_f1_active": a_team.get("f1") if a_team else None,
+        "qa_f1_after": c_team.get("f1"),
+        "qa_rag": b_rag["match"] if b_rag else None,
+        "qa_rag_f1": b_rag["f1"] if b_rag else None,
+        "qa_adapter_rag": c_rag["match"] if c_rag else None,
+        "qa_adapter_rag_f1": c_rag["f1"] if c_rag else None,
+        "qa_answers": [{"question": i.question, "expected": i.answer, "answers": i.aliases, "base": b,
+                        "candidate": c, "base_right": bh, "candidate_right": ch,
+                        "rag": r, "rag_right": rh, "adapter_rag": ar, "adapter_rag_right": arh}
+                       for i, b, c, bh, ch, r, rh, ar, arh in zip(
+                           suite.team_qa, b_team.get("answers", []), c_team.get("answers", []),
+                           b_team.get("hits", []), c_team.get("hits", []),
+                           _or_none((b_rag or {}).get("answers"), suite.team_qa),
+                           _or_none((b_rag or {}).get("hits"), suite.team_qa),
+                           _or_none((c_rag or {}).get("answers"), suite.team_qa),
+                           _or_none((c_rag or {}).get("hits"), suite.team_qa), strict=False)],
         "held_out_n": len(suite.held_out_texts),
         "held_out_nll_before": b_held,
         "held_out_nll_after": c_held,

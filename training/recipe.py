@@ -9,7 +9,8 @@ around a plain torch loop, so every step of a refresh can be read top to bottom.
   trainable: https://github.com/huggingface/peft/issues/3580).
 * Loss: token-mean cross entropy over the trained tokens of a step (`qa`/`chat` answers, all of
   `cpt`), plus the DPO loss (Rafailov et al. 2023) for preference pairs with the base model,
-  adapter disabled, as the reference. A step's loss is normalised by the step's totals, so
+  adapter disabled, as the reference; the anchor term (`training.anchors`) and the
+  context-distillation term (`training.distill`) match the base model's top-k distributions. A step's loss is normalised by the step's totals, so
   splitting it into smaller micro-batches (after a CUDA out-of-memory error) changes nothing.
 * AdamW, linear warmup then cosine decay, re-warmed on every refresh; gradient clipping.
 * Checkpoint: a plain dict (trainable weights, optimizer, scheduler, RNG states, data position,
@@ -31,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
-from training.anchors import anchor_answers, anchor_targets, anchor_units
+from training.anchors import anchor_answers, anchor_targets, anchor_units, reference_topk
 from training.data import Seq, Unit, fingerprint, pack, plan_epoch, split_micro
+from training.distill import distill_loss
 from training.modeling import forward_logits, sequence_logprobs
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -76,6 +78,8 @@ class RecipeConfig(BaseModel):
     anchor_weight: float = 1.0  # the anchor term's weight beside the team term (each token-mean)
     anchor_topk: int = 32  # anchors match the base model's top-k next-token distribution (0: its greedy tokens)
     anchor_cache: Path | None = None
+    distill_weight: float = 1.0  # the context-distillation term's weight (each token-mean; see training.distill)
+    distill_topk: int = 32
     base_hash: str = ""
     checkpoint_every: int = 25  # steps; 0 = never
     device: str = "auto"
@@ -91,7 +95,8 @@ class RecipeConfig(BaseModel):
         keys = ("base_model", "rank", "alpha", "dropout", "learning_rate", "min_lr_ratio", "warmup_ratio",
                 "weight_decay", "grad_clip", "epochs", "min_steps", "min_steps_per_epoch", "min_step_tokens",
                 "max_epochs", "max_steps", "step_tokens",
-                "seq_len", "seed", "dpo_beta", "anchor_ratio", "anchor_weight", "anchor_topk", "base_hash")
+                "seq_len", "seed", "dpo_beta", "anchor_ratio", "anchor_weight", "anchor_topk", "base_hash",
+                "distill_weight", "distill_topk")
         data = self.model_dump(include=set(keys))
         data["parent_adapter"] = str(self.parent_adapter) if self.parent_adapter else None
         return data
@@ -224,6 +229,7 @@ class LoRARecipe:
             self.units += anchor_units(rows, tokenizer, cfg.seq_len, round(cfg.anchor_ratio * team_tokens), cfg.seed)
         self._reference_logprobs()
         self._anchor_targets()
+        self._distill_targets()
 
         epoch_tokens = sum(u.tokens for u in self.units)
         self.step_tokens = cfg.step_tokens
@@ -280,6 +286,15 @@ class LoRARecipe:
                            bf16=self.bf16, weight_hash=self.cfg.base_hash or self.cfg.base_model,
                            cache_dir=self.cfg.anchor_cache)
 
+    def _distill_targets(self) -> None:
+        """Context distillation: the base model's top-k next-token distribution at each answer
+        position of a distilled sequence, read with the passage in its prompt (`Seq.teacher`)."""
+        seqs = list({id(s): s for u in self.units for s in u.seqs if s.role == "distill"}.values())
+        if seqs:
+            reference_topk(self.model, seqs, self.device, topk=self.cfg.distill_topk, micro_tokens=self.micro_tokens,
+                           bf16=self.bf16, weight_hash=self.cfg.base_hash or self.cfg.base_model,
+                           cache_dir=self.cfg.anchor_cache, name="distill-targets", renormalise=False)
+
     # ------------------------------------------------------------------ checkpoints
     @property
     def checkpoint_path(self) -> Path:
@@ -333,12 +348,14 @@ class LoRARecipe:
         """Forward and backward of one optimizer step, micro-batch by micro-batch; returns its loss.
 
         loss = token-mean NLL of the team's sequences + anchor_weight × token-mean cross entropy
-        of the anchor positions against the base model's top-k distribution + mean DPO loss of
-        the pairs, each normalised by the step's totals. The anchor term has its own mean so
+        of the anchor positions against the base model's top-k distribution + distill_weight ×
+        token-mean top-k KL of the distilled answers against the base model reading the passage
+        + mean DPO loss of the pairs, each normalised by the step's totals. The anchor term has its own mean so
         that long general answers do not drown the short answers that carry the team's facts.
         """
         n_sft = sum(s.targets for s in seqs if s.role == "sft")
         n_anchor = sum(s.targets for s in seqs if s.role == "anchor")
+        n_distill = sum(s.targets for s in seqs if s.role == "distill")
         n_pairs = sum(1 for s in seqs if s.role == "chosen")
         total = 0.0
         for group in split_micro(seqs, self.micro_tokens):
@@ -351,6 +368,8 @@ class LoRARecipe:
                 loss = loss - (logp * mask).sum() / n_sft
             if n_anchor:
                 loss = loss + self.cfg.anchor_weight * self._anchor_loss(group, logits, logp, index) / n_anchor
+            if n_distill:
+                loss = loss + self.cfg.distill_weight * distill_loss(group, logits, index) / n_distill
             if n_pairs:
                 loss = loss + self._dpo(group, logp, index) / n_pairs
             loss.backward()
@@ -426,6 +445,7 @@ class LoRARecipe:
             "epochs": self.epochs_run,
             "units": len(self.units),
             "anchor_units": sum(1 for u in self.units if u.kind == "anchor"),
+            "distill_units": sum(1 for u in self.units if u.kind == "distill"),
             "tokens": self.tokens_seen,
             "target_tokens_per_epoch": trained,
             "first_loss": self.losses[0] if self.losses else None,

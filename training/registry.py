@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 from db import models
 from db.base import utcnow
 from tacit.context import Context
-from tacit.errors import AdapterStateError, NoAdapter
+from tacit.errors import AdapterStateError, NoAdapter, Refused
 from training.data import knowledge_ids, lineage_chain
+from training.export_readme import export_readme, peft_base_model
 
 STATUSES = ("training", "candidate", "active", "rejected", "retired", "failed")
 #: LoRA ranks vLLM accepts (`--max-lora-rank` choices); LoRAX accepts these too.
@@ -31,6 +32,17 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 class ExportError(ValueError):
     """An adapter directory that a serving engine would refuse; the message says why."""
+
+
+class DeletedKnowledge(Refused):
+    """A version whose weights still carry documents deleted at their source: making it active
+    again (promote, rollback) or exporting it would bring the deleted knowledge back."""
+
+    def __init__(self, team: str, version: int, action: str, documents: list[dict[str, Any]]) -> None:
+        self.documents = documents
+        names = ", ".join(_doc_label(d) for d in documents)
+        super().__init__(f"team {team}: version {version} was trained on documents deleted at their source since: "
+                         f"{names}; refusing to {action} it (--force overrides, and the override is recorded)")
 
 
 # ---------------------------------------------------------------------------- queries
@@ -159,7 +171,36 @@ def show_version(ctx: Context, team: str, version: int | None = None) -> dict[st
         data["flag_reason"] = row.flag_reason
         data["lineage"] = lineage_counts(session, row)
         data["deleted_documents"] = deleted_documents(session, row)
+        data["overrides"] = list((row.metrics or {}).get(OVERRIDES, []))
         return data
+
+
+# ---------------------------------------------------------------------------- forgetting stays done
+OVERRIDES = "overrides"
+
+
+def _doc_label(doc: dict[str, Any]) -> str:
+    title = doc.get("title")
+    return f"{doc['external_id']} ({title})" if title and title != doc["external_id"] else str(doc["external_id"])
+
+
+def guard_deleted(session: Session, team: str, row: models.Adapter, action: str, force: bool) -> str | None:
+    """Refuse `action` on a version that still carries deleted documents, unless forced; a forced
+    override is appended to the version's `metrics["overrides"]` (shown by `adapters show`) and the
+    warning is returned for the caller to print."""
+    flagged = deleted_documents(session, row)["flagged"]
+    if not flagged:
+        return None
+    if not force:
+        raise DeletedKnowledge(team, row.version, action, flagged)
+    warning = (f"forced {action} of version {row.version}, which carries documents deleted at their source: "
+               + ", ".join(_doc_label(d) for d in flagged))
+    record = {"action": action, "at": utcnow().isoformat(), "warning": warning,
+              "documents": [{k: d[k] for k in ("document_id", "external_id", "title")} for d in flagged]}
+    metrics = dict(row.metrics or {})
+    metrics[OVERRIDES] = [*metrics.get(OVERRIDES, []), record]
+    row.metrics = metrics  # a new dict, so the JSON column is seen as changed
+    return warning
 
 
 def _activate(session: Session, team_id: int, row: models.Adapter, reason: str) -> models.Adapter | None:
@@ -172,8 +213,10 @@ def _activate(session: Session, team_id: int, row: models.Adapter, reason: str) 
     return previous
 
 
-def promote(ctx: Context, team: str, version: int, reason: str) -> str:
-    """Make `version` the active one (by hand, or by the gate)."""
+def promote(ctx: Context, team: str, version: int, reason: str, *, force: bool = False,
+            warn: Any = None) -> str:
+    """Make `version` the active one (by hand, or by the gate). A version that carries deleted
+    documents is refused unless `force`; `warn(message)` receives the recorded override."""
     with ctx.session() as session:
         team_row = ctx.team_row(session, team)
         row = get_version(session, team_row, version)
@@ -181,14 +224,21 @@ def promote(ctx: Context, team: str, version: int, reason: str) -> str:
             return f"{team}: version {version} is already active"
         if row.status in ("training", "failed"):
             raise AdapterStateError(f"team {team}: version {version} is {row.status}; only a trained version can be promoted")
+        _warn(warn, guard_deleted(session, team, row, "promote", force))
         check_adapter_dir(Path(row.path or ""))
         previous = _activate(session, team_row.id, row, reason)
         before = f" (was {previous.version})" if previous is not None and previous.id != row.id else ""
         return f"{team}: version {version} is active{before}"
 
 
-def rollback(ctx: Context, team: str) -> str:
-    """Back to the version that was active before the current one; the current one is rejected."""
+def _warn(warn: Any, message: str | None) -> None:
+    if message and warn is not None:
+        warn(message)
+
+
+def rollback(ctx: Context, team: str, *, force: bool = False, warn: Any = None) -> str:
+    """Back to the version that was active before the current one; the current one is rejected.
+    A target that carries documents deleted since is refused unless `force`."""
     with ctx.session() as session:
         team_row = ctx.team_row(session, team)
         current = active_version(session, team_row.id)
@@ -200,6 +250,7 @@ def rollback(ctx: Context, team: str) -> str:
         if not candidates:
             raise AdapterStateError(f"team {team}: version {current.version} is the first active version; nothing to roll back to")
         target = max(candidates, key=lambda r: (r.promoted_at, r.version))
+        _warn(warn, guard_deleted(session, team, target, "roll back to", force))
         current.status = "rejected"
         current.reason = f"rolled back to version {target.version}"
         target.status = "active"
@@ -246,29 +297,40 @@ def check_adapter_dir(path: Path) -> dict[str, Any]:
     return config
 
 
-def export(ctx: Context, team: str, dest: Path | str, version: int | None = None) -> Path:
-    """Copy a version's PEFT directory to `dest` (validated), with a `tacit.json` describing it."""
+def export(ctx: Context, team: str, dest: Path | str, version: int | None = None, *, force: bool = False,
+           warn: Any = None) -> Path:
+    """Copy a version's PEFT directory to `dest` (validated), with a `tacit.json` describing it and
+    a README naming the base model it needs. A version carrying deleted documents is refused
+    unless `force`."""
     dest = Path(dest)
     with ctx.session() as session:
         team_row = ctx.team_row(session, team)
         row = get_version(session, team_row, version)
         if row.status in ("training", "failed") or not row.path:
             raise AdapterStateError(f"team {team}: version {row.version} is {row.status}; nothing to export")
+        warning = guard_deleted(session, team, row, "export", force)
         source = Path(row.path)
         config = check_adapter_dir(source)
         info = {"team": team, "version": row.version, "status": row.status, "base_model": row.base_model,
                 "base_model_hash": row.base_model_hash, "rank": config["r"], "alpha": config["lora_alpha"],
                 "target_modules": sorted(config["target_modules"]), "metrics": _public_metrics(row.metrics),
                 "exported_at": datetime.now().astimezone().isoformat()}
+        if warning:
+            info["warning"] = warning
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ExportError(f"{dest}: exists and is not an empty folder")
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ADAPTER_FILES:
-        shutil.copy2(source / name, dest / name)
+    shutil.copy2(source / "adapter_model.safetensors", dest / "adapter_model.safetensors")
+    # Servers read the base model from the config: a local path from the training machine means
+    # nothing to them, so it names the hub id when there is one.
+    config["base_model_name_or_path"] = peft_base_model(info["base_model"], config.get("base_model_name_or_path"))
+    (dest / "adapter_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    (dest / "README.md").write_text(export_readme(info, config["base_model_name_or_path"]), encoding="utf-8")
+    _warn(warn, warning)
     (dest / "tacit.json").write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
     check_adapter_dir(dest)
     return dest
 
 
 def _public_metrics(metrics: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (metrics or {}).items() if k != "qa_answers"}
+    return {k: v for k, v in (metrics or {}).items() if k not in ("qa_answers", OVERRIDES)}

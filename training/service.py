@@ -25,6 +25,7 @@ from tacit.context import Context
 from tacit.errors import NoAdapter
 from training import base_models
 from training.data import Selection, held_out, padding_waste, plan_epoch, render_selection, team_examples
+from training.distill import distill_units
 from training.evaluate import (
     BaseCache,
     EvalSuite,
@@ -37,6 +38,7 @@ from training.evaluate import (
 from training.policy import decide, team_lock
 from training.recipe import LoRARecipe, RecipeConfig, bf16_default, resolve_device
 from training.registry import _activate, active_version, next_version, version_dir
+from training.retrieval import team_chunk_texts
 from training.serving.vllm import sync_team_quietly
 
 #: A refresh takes at least MIN_STEPS optimizer steps (more epochs over small data, up to
@@ -147,7 +149,8 @@ def build_suite(ctx: Context, session: Any, team: TeamConfig, team_id: int, sele
         if other_items:
             others[other.name] = other_items
     held_texts = [str(e.payload.get("text", "")) for e in selection.held_out_cpt][:MAX_EVAL_ITEMS]
-    return EvalSuite(team.name, items, source, [t for t in held_texts if t], probe_qa, probe_texts, others)
+    return EvalSuite(team.name, items, source, [t for t in held_texts if t], probe_qa, probe_texts, others,
+                     chunks=team_chunk_texts(session, team_id))
 
 
 # ---------------------------------------------------------------------------- refresh
@@ -235,6 +238,8 @@ def _refresh(ctx: Context, team_cfg: TeamConfig, force: bool, progress: _Progres
                              for e in selection.replay])
         progress.note(f"{team}: {why}; {len(selection.new)} new and {len(selection.replay)} replayed examples")
         units = render_selection(selection, tokenizer, tcfg.seq_len)
+        if tcfg.distill:
+            units += distill_units(selection.examples, tokenizer, tcfg.seq_len, tcfg.seed)
         row_id, version, out_dir = row.id, row.version, Path(row.path or "")
         parent_path = Path(parent.path) if parent is not None and parent.path and not clean else None
         parent_version = parent.version if parent else None
@@ -258,7 +263,7 @@ def _refresh(ctx: Context, team_cfg: TeamConfig, force: bool, progress: _Progres
             max_steps=tcfg.max_steps, step_tokens=tcfg.micro_batch_tokens, seq_len=tcfg.seq_len, seed=tcfg.seed,
             min_steps=MIN_STEPS, min_steps_per_epoch=MIN_STEPS_PER_EPOCH, min_step_tokens=MIN_STEP_TOKENS,
             max_epochs=MAX_EPOCHS,
-            anchor_ratio=ANCHOR_RATIO, base_hash=base_hash,
+            anchor_ratio=ANCHOR_RATIO, base_hash=base_hash, distill_weight=tcfg.distill_weight,
             bf16=bf16_default(tcfg.precision, resolve_device("auto")),
             anchor_cache=base_models.models_dir(ctx.data_dir) / "anchors", checkpoint_every=CHECKPOINT_EVERY)
         train = _train(recipe_cfg, units, tokenizer, progress, lock)

@@ -9,7 +9,10 @@ names, in the manner of EntiGraph. Which teacher is set per team (`[teams.traini
 * `none` — no teacher; examples come from the documents' structure only;
 * `self` — the team's own base model, with `transformers`' `generate` (greedy, bounded);
 * an `http(s)://…` base URL of an OpenAI-compatible server (`POST {base}/chat/completions`),
-  with `teacher_model` and `teacher_api_key`.
+  with `teacher_model` and `teacher_api_key`, called with the `openai` client: its retries
+  (429, 5xx, timeouts, honouring `Retry-After`) go through the shared rate budget of
+  `connectors.http` (key `teacher:<host>`, in Redis when there is one), so every worker backs off
+  together when the teacher throttles.
 
 Every call is bounded (questions per passage, tokens, a timeout); a teacher that fails raises
 `TeacherError` and the caller goes on without it.
@@ -25,6 +28,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import openai
+
+from connectors.http import HttpBudget, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -104,28 +110,33 @@ def parse_reading(content: str) -> Reading:
 class OpenAITeacher:
     """A teacher behind an OpenAI-compatible chat-completions endpoint."""
 
+    #: Attempts after the first; the `openai` client backs off between them.
+    MAX_RETRIES = 2
+
     def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None, *,
-                 timeout: float = 120.0, client: httpx.Client | None = None) -> None:
+                 timeout: float = 120.0, redis_url: str | None = None, rate: float | None = None) -> None:
         self.name = f"openai:{model or 'default'}"
-        self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model or "default"
-        headers = {"Content-Type": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self.client = client or httpx.Client(timeout=timeout, headers=headers)
+        # One attempt per request in the budget layer: the retries are the openai client's, and
+        # each of them waits for the budget (and for a 429's block, shared by every worker).
+        self.budget = HttpBudget(f"teacher:{httpx.URL(base_url).host}", rate=rate, redis_url=redis_url,
+                                 policy=RetryPolicy(max_attempts=1), timeout=timeout, validate_json=False)
+        # A local server may need no key; the client insists on one, which such a server ignores.
+        self.client = openai.OpenAI(base_url=base_url.rstrip("/"), api_key=api_key or "no-key",
+                                    max_retries=self.MAX_RETRIES, timeout=timeout, http_client=self.budget.client())
 
     def read(self, passage: Passage) -> Reading:
-        body = {"model": self.model, "temperature": 0.3, "max_tokens": 800,
-                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": passage.render()}]}
         try:
-            response = self.client.post(self.url, json=body)
-        except httpx.HTTPError as exc:
+            reply = self.client.chat.completions.create(
+                model=self.model, temperature=0.3, max_tokens=800,
+                messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": passage.render()}])
+        except openai.APIStatusError as exc:
+            raise TeacherError(f"teacher answered HTTP {exc.status_code}: {exc.response.text[:200]}") from None
+        except (openai.APIError, httpx.HTTPError) as exc:
             raise TeacherError(f"teacher request failed: {type(exc).__name__}: {exc}") from None
-        if response.status_code != 200:
-            raise TeacherError(f"teacher answered HTTP {response.status_code}: {response.text[:200]}")
         try:
-            content = response.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
+            content = reply.choices[0].message.content
+        except (AttributeError, IndexError, TypeError):
             raise TeacherError("teacher reply is not a chat completion") from None
         return parse_reading(str(content or ""))
 
@@ -181,8 +192,10 @@ class SelfTeacher:
         pass
 
 
-def make_teacher(training: Any, base_model: str, data_dir: Path | None = None) -> Teacher | None:
-    """The teacher a team's training configuration names, or None for `none`."""
+def make_teacher(training: Any, base_model: str, data_dir: Path | None = None, *,
+                 redis_url: str | None = None) -> Teacher | None:
+    """The teacher a team's training configuration names, or None for `none`; `redis_url` shares
+    an HTTP teacher's rate budget between workers."""
     spec = (training.teacher or "none").strip()
     if spec == "none":
         return None
@@ -190,5 +203,5 @@ def make_teacher(training: Any, base_model: str, data_dir: Path | None = None) -
         return SelfTeacher(base_model, data_dir)
     if spec.startswith(("http://", "https://")):
         key = training.teacher_api_key.get_secret_value() if training.teacher_api_key else None
-        return OpenAITeacher(spec, training.teacher_model, key)
+        return OpenAITeacher(spec, training.teacher_model, key, redis_url=redis_url)
     raise TeacherError(f"unknown teacher {spec!r} (use none, self or an http(s):// base URL)")

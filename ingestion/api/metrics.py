@@ -12,14 +12,16 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from db import models
 from db.base import utcnow
+from ingestion.api.signals import SignalsCollector
 from tacit.context import Context
+from tacit.multiproc import multiprocess_enabled
 
 log = logging.getLogger(__name__)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -42,10 +44,20 @@ class Metrics:
                              "processing (this process's background worker).", buckets=LAG_BUCKETS, registry=r)
         self.internal_errors = Counter("tacit_http_internal_errors", "Requests answered 500 (server faults).",
                                        registry=r)
-        r.register(_BacklogCollector(ctx))
+        self.backlog = _BacklogCollector(ctx)
+        self.signals = SignalsCollector(ctx)
+        r.register(self.backlog)
+        r.register(self.signals)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not multiprocess_enabled():
+            return generate_latest(self.registry)
+        # Several worker processes: sum every process's counters from PROMETHEUS_MULTIPROC_DIR.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(self.backlog)
+        registry.register(self.signals)
+        return generate_latest(registry)
 
 
 class _BacklogCollector(Collector):

@@ -4,7 +4,7 @@ A document is cut into sections at its headings; a section's blocks (paragraphs,
 tables, fenced code) are packed greedily into chunks of at most `max_tokens` tokens of the
 team's base-model tokenizer, counted without special tokens. A block that is too large on its
 own is split at its lines (code, tables, lists), then at sentences, and only as a last resort
-at token boundaries, so a chunk never ends inside a code block or a table row when that can be
+at token boundaries (at a word boundary when there is one), so a chunk never ends inside a code block or a table row when that can be
 avoided. Every chunk carries its heading path; a continued table repeats its header row.
 
 Speed comes from tokenizing in batches. A section short enough to fit is counted whole and,
@@ -240,13 +240,21 @@ def _sentence_units(text: str, unit: _Unit) -> list[_Unit]:
 def _token_units(text: str, unit: _Unit, budget: int, counter: TokenCounter) -> list[_Unit]:
     """The last resort: cut at token boundaries, about `budget` tokens at a time (never inside
     a character that spans several byte-level tokens)."""
-    offsets = counter.offsets(text[unit.start:unit.end])
+    part = text[unit.start:unit.end]
+    offsets = counter.offsets(part)
     cuts = [0]
     last, i = 0, budget
     while i < len(offsets):
         j = i
         while j > last and offsets[j - 1][1] > offsets[j][0]:  # token j starts inside token j-1's text
             j -= 1
+        # Prefer the nearest word boundary before it: a cut inside a word leaves two halves that
+        # mean nothing; a word longer than the whole budget is still cut where it must be.
+        k = j
+        while k > last and not _word_boundary(part, offsets, k):
+            k -= 1
+        if k > last:
+            j = k
         if j > last and offsets[j][0] > cuts[-1]:
             cuts.append(offsets[j][0])
             last, i = j, j + budget
@@ -263,6 +271,14 @@ def _token_units(text: str, unit: _Unit, budget: int, counter: TokenCounter) -> 
         if e > s:
             out.append(_Unit(s, e, unit.kind, min(budget, len(offsets)), unit.context, exact=False))
     return out
+
+
+def _word_boundary(part: str, offsets: list[tuple[int, int]], k: int) -> bool:
+    """Token k starts a word (or the space before one), and not inside token k-1's text."""
+    start = offsets[k][0]
+    if offsets[k - 1][1] > start or start <= 0 or start >= len(part):
+        return False
+    return part[start].isspace() or part[start - 1].isspace()
 
 
 def _split(text: str, unit: _Unit, budget: int, counter: TokenCounter, level: int = 0) -> list[_Unit]:

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from db import models
 from db.base import utcnow
 from ingestion.processing.chunking import Chunk, chunk_documents, token_counter
+from ingestion.processing.dedup_index import PersistentDuplicateIndex
 from ingestion.processing.examples import (
     Draft,
     InteractionView,
@@ -58,6 +59,7 @@ from ingestion.processing.retirement import (
     retire_examples,
 )
 from ingestion.processing.routing import TeamRouter
+from ingestion.processing.study import grounded, link_examples, study_examples
 from tacit.context import Context
 
 log = logging.getLogger(__name__)
@@ -100,11 +102,12 @@ class _TeamRun:
         self.router = TeamRouter(ctx.config, dict(sources))
         self.tokenizer = load_tokenizer(self.cfg.base_model, ctx.data_dir)
         self.counter = token_counter(self.tokenizer)
-        self.documents = DuplicateIndex(self.cfg.hygiene.near_duplicate_threshold)
+        self.documents = PersistentDuplicateIndex(ctx, self.team_id, self.cfg.hygiene.near_duplicate_threshold)
         self.chunks = DuplicateIndex(1.0)
         self.lines: dict[int, LineStats] = {}
         self.stats: Counter[str] = Counter()
         self.scrubbed: Counter[str] = Counter()
+        self.study: Counter[str] = Counter()  # study examples built, by sub-kind
         self._teacher: Any = None
         self._teacher_failures = 0
         self._done = 0
@@ -132,11 +135,13 @@ class _TeamRun:
                 "interactions_deleted", "adapters_flagged", "skipped_unchanged", "skipped_concurrent", "rerouted"]
         result: dict[str, Any] = {"team": self.team}
         result.update({k: self.stats.get(k, 0) for k in keys})
-        for k in ("teacher_examples", "teacher_failures", "boilerplate_lines"):
+        for k in ("teacher_examples", "teacher_failures", "teacher_ungrounded", "boilerplate_lines"):
             if self.stats.get(k):
                 result[k] = self.stats[k]
         if +self.scrubbed:
             result["scrubbed"] = dict(self.scrubbed)
+        if +self.study:
+            result["study"] = dict(sorted(self.study.items()))
         return result
 
     def _report(self, description: str, final: bool = False) -> None:
@@ -235,9 +240,20 @@ class _TeamRun:
                 continue
             skip = {i for i, c in enumerate(chunks) if self.chunks.check_and_add(c.text, r.id * 100000 + i) is not None}
             meta = r.meta or {}
-            drafts = cpt_examples(title, chunks, skip) + structure_qa(title, text, chunks, meta.get("properties"), skip)
+            kinds = self.cfg.examples
+            drafts = cpt_examples(title, chunks, skip) if kinds.cpt else []
+            if kinds.structure_qa:
+                drafts += structure_qa(title, text, chunks, meta.get("properties"), skip)
+            if kinds.study:
+                drafts += study_examples(title, chunks, skip)
             drafts += self._teach(title, chunks, skip)
             plans.append((r, chunks, drafts))
+        if self.cfg.examples.study:
+            documents = [(title, plan[1], k) for k, ((_, title, _, _), plan) in enumerate(zip(docs, plans, strict=True))]
+            for k, draft in link_examples(documents):
+                plans[k][2].append(draft)
+        for _, _, drafts in plans:
+            self.study.update(d.payload["study"] for d in drafts if d.origin == "study")
         self._count_tokens([d for _, _, drafts in plans for d in drafts])
         with self.ctx.session() as s:
             self._write_documents(s, plans)
@@ -268,9 +284,16 @@ class _TeamRun:
                     self._teacher = False
                 continue
             self._teacher_failures = 0
+            # Model-written study data is kept only where the passage bears it out.
             for q, a in reading.qa:
+                if not grounded(a, f"{title}\n{chunk.text}"):
+                    self.stats["teacher_ungrounded"] += 1
+                    continue
                 out.append(Draft("qa", {"question": scrub(q, hy), "answer": scrub(a, hy)}, "teacher", chunk=i))
             for statement in reading.statements:
+                if not grounded(statement, f"{title}\n{chunk.text}", share=0.0):
+                    self.stats["teacher_ungrounded"] += 1
+                    continue
                 out.append(Draft("cpt", {"text": scrub(statement, hy)}, "teacher", chunk=i))
         self.stats["teacher_examples"] += len(out)
         return out
@@ -280,7 +303,8 @@ class _TeamRun:
             from training.teacher import TeacherError, make_teacher
 
             try:
-                self._teacher = make_teacher(self.cfg.training, self.cfg.base_model, self.ctx.data_dir) or False
+                self._teacher = make_teacher(self.cfg.training, self.cfg.base_model, self.ctx.data_dir,
+                                             redis_url=self.ctx.redis_url) or False
             except TeacherError as exc:
                 log.warning("team %s: %s", self.team, exc)
                 self.stats["teacher_failures"] += 1

@@ -13,6 +13,14 @@ from connectors.registry import contributions, used_classes
 from tacit.config import TacitConfig, load_config
 
 QUEUES = ("sync", "process", "train")
+#: The longest a refresh may run: killed (hard limit) past it, so it cannot hold the team forever.
+REFRESH_TIME_LIMIT_S = 6 * 3600
+#: Redis hands an unacknowledged message to another worker after this long. Refreshes are
+#: acknowledged late (after they finish, so a crash re-runs them); a visibility timeout shorter
+#: than a refresh would hand the same refresh out again while it still runs. It is set above the
+#: refresh time limit, so that cannot happen; should a copy still arrive (e.g. after a broker
+#: restore), the per-team lock (training.policy.team_lock) makes it return "busy" at once.
+VISIBILITY_TIMEOUT_S = REFRESH_TIME_LIMIT_S + 3600
 ROUTES = {
     "tacit.sync_source": {"queue": "sync"},
     "tacit.process_event": {"queue": "sync"},
@@ -43,7 +51,10 @@ def configure(app: Celery, config: TacitConfig) -> Celery:
         broker_connection_timeout=5,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        task_annotations={"tacit.refresh_adapter": {"time_limit": REFRESH_TIME_LIMIT_S,
+                                                    "soft_time_limit": REFRESH_TIME_LIMIT_S - 300}},
         beat_schedule=beat_schedule(config),
         timezone="UTC",
     )

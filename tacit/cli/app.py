@@ -28,7 +28,8 @@ from tacit.cli.export import export_rows
 from tacit.cli.progress import console, out, progress_bar
 from tacit.config import ConfigError
 from tacit.context import Context
-from tacit.errors import UsageError
+from tacit.errors import Refused, UsageError
+from tacit.multiproc import prepare_multiprocess_metrics
 from tacit.secrets import rotate_all
 from training import registry as adapter_registry
 from training.serving.vllm import sync_team_quietly
@@ -322,21 +323,29 @@ def adapters_show(team: str, version: Annotated[int | None, typer.Argument()] = 
     out.print_json(json.dumps(adapter_registry.show_version(ctx, team, version), default=str))
 
 
+ForceOption = Annotated[bool, typer.Option("--force", help="Even if the version carries documents deleted at "
+                                                           "their source (recorded as an override).")]
+
+
+def _warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
 @adapters_app.command("promote")
-def adapters_promote(team: str, version: int) -> None:
+def adapters_promote(team: str, version: int, force: ForceOption = False) -> None:
     """Make a version the active one."""
     ctx = context()
     ctx.config.team(team)
-    out.print(adapter_registry.promote(ctx, team, version, reason="promoted by hand"))
+    out.print(adapter_registry.promote(ctx, team, version, reason="promoted by hand", force=force, warn=_warn))
     _sync_inference(ctx, team)
 
 
 @adapters_app.command("rollback")
-def adapters_rollback(team: str) -> None:
+def adapters_rollback(team: str, force: ForceOption = False) -> None:
     """Go back to the previously active version."""
     ctx = context()
     ctx.config.team(team)
-    out.print(adapter_registry.rollback(ctx, team))
+    out.print(adapter_registry.rollback(ctx, team, force=force, warn=_warn))
     _sync_inference(ctx, team)
 
 
@@ -349,11 +358,12 @@ def _sync_inference(ctx: Any, team: str) -> None:
 
 @adapters_app.command("export")
 def adapters_export(team: str, dest: Annotated[Path, typer.Argument(help="Folder to write.")],
-                    version: Annotated[int | None, typer.Option(help="Default: the active one.")] = None) -> None:
+                    version: Annotated[int | None, typer.Option(help="Default: the active one.")] = None,
+                    force: ForceOption = False) -> None:
     """Export a version as a PEFT directory that vLLM and LoRAX load."""
     ctx = context()
     ctx.config.team(team)
-    out.print(str(adapter_registry.export(ctx, team, dest, version)))
+    out.print(str(adapter_registry.export(ctx, team, dest, version, force=force, warn=_warn)))
 
 
 # ---------------------------------------------------------------------------- export
@@ -445,6 +455,10 @@ def serve(
     """Serve the webhook endpoints, health, metrics and the admin API (uvicorn)."""
     import uvicorn
 
+    if workers > 1:
+        # Before prometheus_client is imported: each worker process then counts into files that
+        # /metrics sums, whichever process answers the scrape.
+        prepare_multiprocess_metrics()
     ctx = context()
     if _state["config"]:
         os.environ["TACIT_CONFIG"] = str(Path(_state["config"]).resolve())
@@ -459,6 +473,8 @@ def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "sync,process,train",
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     beat: Annotated[bool, typer.Option(help="Also run the schedule (Celery beat).")] = False,
+    schedule: Annotated[Path | None, typer.Option(help="Beat's schedule file (default: <data_dir>/beat/schedule); "
+                                                       "its folder must be writable.")] = None,
 ) -> None:
     """Run a Celery worker on the configured broker."""
     ctx = context()
@@ -478,7 +494,9 @@ def worker(
     argv = ["worker", "-Q", queues, "--loglevel=INFO", f"--concurrency={concurrency}", "--without-gossip",
             "--without-mingle"]
     if beat:
-        argv.append("-B")
+        schedule = schedule or ctx.data_dir / "beat" / "schedule"
+        schedule.parent.mkdir(parents=True, exist_ok=True)
+        argv += ["-B", f"--schedule-filename={schedule}"]
     celery_app.worker_main(argv)
 
 
@@ -501,6 +519,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         _one_line(str(exc), 2)
+    except Refused as exc:
+        _one_line(str(exc), 5)
     except UsageError as exc:
         _one_line(str(exc).strip("'\""), 2)
     except KeyboardInterrupt:

@@ -41,7 +41,6 @@ from tacit.cli.progress import progress_bar
 from tacit.cli.report import write_report
 from tacit.context import Context
 from tacit.errors import NoAdapter
-from training.evaluate import answer_matches
 from training.registry import show_version
 from training.service import refresh_adapter
 
@@ -96,7 +95,8 @@ def eval_sets(data_dir: Path) -> dict[str, Path]:
     for team in TEAMS:
         path = data_dir / "demo" / "eval" / f"{team.name}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        rows = [{"question": f.eval_question, "answer": f.answer} for f in FACTS if f.team == team.name]
+        rows = [{"question": f.eval_question, "answer": f.answer, "answers": [f.answer, *f.answers]}
+                for f in FACTS if f.team == team.name]
         path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
         out[team.name] = path
     return out
@@ -349,6 +349,9 @@ def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
             "trained_tokens": trained.get("trained_tokens") if result.get("version") else None,
             "loss_curve": run.get("loss_curve") or [],
             "qa_before": metrics.get("qa_before"), "qa_after": metrics.get("qa_after"),
+            "qa_rag": metrics.get("qa_rag"), "qa_adapter_rag": metrics.get("qa_adapter_rag"),
+            "qa_f1_before": metrics.get("qa_f1_before"), "qa_f1_after": metrics.get("qa_f1_after"),
+            "qa_rag_f1": metrics.get("qa_rag_f1"), "qa_adapter_rag_f1": metrics.get("qa_adapter_rag_f1"),
             "qa_loglik_before": metrics.get("qa_logprob_before"),
             "qa_loglik_after": metrics.get("qa_logprob_after"),
             "forgetting_before": metrics.get("probe_nll_before"),
@@ -356,8 +359,9 @@ def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
             "leakage": metrics.get("leakage") or {},
         }
         samples[team.name] = [{"question": a["question"], "expected": a["expected"], "base": a["base"],
-                               "adapter": a["candidate"], "base_right": answer_matches(a["base"], a["expected"]),
-                               "adapter_right": answer_matches(a["candidate"], a["expected"])}
+                               "adapter": a["candidate"], "base_right": a.get("base_right"),
+                               "adapter_right": a.get("candidate_right"), "rag": a.get("rag"),
+                               "rag_right": a.get("rag_right")}
                               for a in (metrics.get("qa_answers") or [])]
         excluded = (trained.get("deleted_documents") or {}).get("excluded") or []
         learned = {d["document_id"] for d in ((before or {}).get("deleted_documents") or {}).get("flagged") or []}
@@ -394,11 +398,12 @@ def _active_or_none(ctx: Any, team: str) -> dict[str, Any] | None:
 
 def _print_summary(summary: dict[str, Any], out: Console) -> None:
     table = Table(title=f"{COMPANY}: each team's adapter against the base model")
-    for col in ("team", "adapter", "status", "QA match before → after", "general probe loss before → after"):
+    for col in ("team", "adapter", "status", "QA match before → after", "base + RAG",
+                "general probe loss before → after"):
         table.add_column(col)
     for team, d in summary["teams"].items():
         fmt = lambda v, n=2: "-" if v is None else f"{v:.{n}f}"  # noqa: E731
         table.add_row(team, f"v{d['adapter_version']}" if d["adapter_version"] else "-", str(d["status"]),
-                      f"{fmt(d['qa_before'])} → {fmt(d['qa_after'])}",
+                      f"{fmt(d['qa_before'])} → {fmt(d['qa_after'])}", fmt(d.get("qa_rag")),
                       f"{fmt(d['forgetting_before'], 3)} → {fmt(d['forgetting_after'], 3)}")
     out.print(table)

@@ -1,6 +1,8 @@
 """The demo's report: Markdown with PNG plots, and the same figures in summary.json for scripts.
 
-`summary` per team: qa_before, qa_after (answer match on the team's eval set, 0..1),
+`summary` per team: qa_before, qa_after (answer match on the team's eval set, 0..1), qa_rag and
+qa_adapter_rag (the same with the team's best BM25 chunks in the prompt: the prompt-stuffing
+baseline), the mean token-F1 of each (qa_f1_before, qa_f1_after, qa_rag_f1, qa_adapter_rag_f1),
 qa_loglik_before/after, forgetting_before, forgetting_after (general-probe loss), loss_curve,
 adapter version; plus `leakage` = {"teams": [...], "matrix": [[...]]}, where row i is team i's
 adapter and column j the change in team j's QA against the base model.
@@ -48,15 +50,20 @@ def plot_losses(teams: dict[str, dict[str, Any]], path: Path) -> bool:
 
 
 def plot_before_after(teams: dict[str, dict[str, Any]], before: str, after: str, title: str, ylabel: str,
-                      path: Path) -> bool:
+                      path: Path, extra: list[tuple[str, str]] | None = None) -> bool:
+    """Grouped bars per team: base model, team adapter, and any `extra` (key, label) series present."""
     names = [t for t, d in teams.items() if d.get(before) is not None and d.get(after) is not None]
     if not names:
         return False
+    series = [(before, "base model"), (after, "team adapter")]
+    series += [(k, label) for k, label in extra or [] if any(teams[n].get(k) is not None for n in names)]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], [teams[n][before] for n in names], width=0.4, label="base model")
-    ax.bar([x + 0.2 for x in xs], [teams[n][after] for n in names], width=0.4, label="team adapter")
+    width = 0.8 / len(series)
+    for i, (key, label) in enumerate(series):
+        ax.bar([x - 0.4 + width * (i + 0.5) for x in xs], [teams[n].get(key) or 0.0 for n in names],
+               width=width, label=label)
     ax.set_xticks(list(xs))
     ax.set_xticklabels(names)
     ax.set_ylabel(ylabel)
@@ -106,8 +113,10 @@ def write_report(summary: dict[str, Any], directory: Path) -> Path:
     teams: dict[str, dict[str, Any]] = summary.get("teams", {})
     plots = {
         "loss.png": plot_losses(teams, directory / "loss.png"),
-        "qa.png": plot_before_after(teams, "qa_before", "qa_after", "Team QA: base model vs team adapter",
-                                    "answer match (eval set)", directory / "qa.png"),
+        "qa.png": plot_before_after(teams, "qa_before", "qa_after",
+                                    "Team QA: base model, team adapter, and with retrieved chunks (RAG)",
+                                    "answer match (eval set)", directory / "qa.png",
+                                    extra=[("qa_rag", "base + RAG"), ("qa_adapter_rag", "adapter + RAG")]),
         "forgetting.png": plot_before_after(teams, "forgetting_before", "forgetting_after",
                                             "General probe: base model vs team adapter",
                                             "general probe loss (lower is better)", directory / "forgetting.png"),
@@ -119,11 +128,18 @@ def write_report(summary: dict[str, Any], directory: Path) -> Path:
     if summary.get("changes"):
         lines += ["## What changed since the last run", ""]
         lines += [f"- {c}" for c in summary["changes"]] + [""]
-    lines += ["## Teams", "", "| team | adapter | QA match before → after | answer log-likelihood before → after |"
-              " general probe loss before → after | trained now on | status |", "|---|---|---|---|---|---|---|"]
+    lines += ["## Teams", "", "QA match: share of the eval questions answered acceptably (any alias, or its core, "
+              "contained in the reply, or token-F1 ≥ 0.8); F1 in brackets. RAG: the same model with the team's "
+              "three best-matching chunks (BM25) in its prompt — the prompt-stuffing baseline.", "",
+              "| team | adapter | QA match before → after | base + RAG | adapter + RAG |"
+              " answer log-likelihood before → after | general probe loss before → after | trained now on | status |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for team, d in teams.items():
         lines.append(
             f"| {team} | v{_fmt(d.get('adapter_version'))} | {_fmt(d.get('qa_before'), 2)} → {_fmt(d.get('qa_after'), 2)}"
+            f" ({_fmt(d.get('qa_f1_before'), 2)} → {_fmt(d.get('qa_f1_after'), 2)})"
+            f" | {_fmt(d.get('qa_rag'), 2)} ({_fmt(d.get('qa_rag_f1'), 2)})"
+            f" | {_fmt(d.get('qa_adapter_rag'), 2)} ({_fmt(d.get('qa_adapter_rag_f1'), 2)})"
             f" | {_fmt(d.get('qa_loglik_before'))} → {_fmt(d.get('qa_loglik_after'))}"
             f" | {_fmt(d.get('forgetting_before'))} → {_fmt(d.get('forgetting_after'))}"
             f" | {_trained_on(d)}"
@@ -137,14 +153,18 @@ def write_report(summary: dict[str, Any], directory: Path) -> Path:
     samples = summary.get("samples") or {}
     if samples:
         lines += ["## Answers", "", "Each team's eval questions (worded unlike its documents), answered greedily "
-                  "by the base model and by the team's adapter; ✓ where the answer contains the expected one.", ""]
+                  "by the base model, by the team's adapter, and by the base model with retrieved chunks; ✓ where a person "
+                  "would accept the answer.", ""]
         for team, items in samples.items():
             lines += [f"### {team}", ""]
             for item in items:
                 mark = {True: " ✓", False: " ✗"}
                 lines += [f"**Q:** {item['question']}  ", f"*expected:* {item['expected']}  ",
                           f"*base model{mark.get(item.get('base_right'), '')}:* {item['base']}  ",
-                          f"*team adapter{mark.get(item.get('adapter_right'), '')}:* {item['adapter']}", ""]
+                          f"*team adapter{mark.get(item.get('adapter_right'), '')}:* {item['adapter']}  "]
+                if item.get("rag") is not None:
+                    lines += [f"*base model + RAG{mark.get(item.get('rag_right'), '')}:* {item['rag']}"]
+                lines += [""]
     if summary.get("forgotten"):
         lines += ["## Forgetting on request", ""]
         lines += [f"- {f}" for f in summary["forgotten"]] + [""]

@@ -174,3 +174,18 @@ def test_no_chunk_is_ever_over_the_limit(tok, text: str, max_tokens: int, overla
     assert all(covered[m.start()] for m in re.finditer(r"\S", text))
     starts = [c.start for c in chunks]
     assert starts == sorted(starts)
+
+
+_word = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZäöüß0123456789", min_size=1, max_size=10)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(words=st.lists(_word, min_size=20, max_size=200), max_tokens=st.integers(24, 64),
+       sep=st.sampled_from([" ", "  ", " \u00a0", "\t"]))
+def test_a_sentence_longer_than_a_chunk_splits_between_words(tok, words: list[str], max_tokens: int,  # type: ignore[no-untyped-def]
+                                                             sep: str) -> None:
+    text = sep.join(words)  # one sentence, no punctuation: only a token cut can split it
+    chunks = chunk_markdown(text, tokenizer=tok, max_tokens=max_tokens)
+    assert all(0 < c.token_count <= max_tokens for c in chunks)
+    # No word is ever cut in two: the chunks' words, in order, are the sentence's words.
+    assert [w for c in chunks for w in c.text.split()] == text.split()

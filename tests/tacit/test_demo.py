@@ -33,13 +33,16 @@ def test_quick_demo_twice_is_incremental_and_forgets_the_deleted_file(tmp_path: 
     for name, team in first["teams"].items():
         assert team["trained_version"] == 1 and team["examples"] > 0 and team["trained_tokens"] > 0
         assert team["loss_curve"], name
-        for key in ("qa_before", "qa_after", "forgetting_before", "forgetting_after"):
+        for key in ("qa_before", "qa_after", "qa_rag", "qa_adapter_rag", "qa_f1_before", "qa_f1_after",
+                    "forgetting_before", "forgetting_after"):
             assert isinstance(team[key], float), (name, key)
         assert len(first["samples"][name]) == 8  # every eval question, both answers
+        assert all(s["rag"] is not None for s in first["samples"][name])  # and the RAG baseline's
     assert first["leakage"]["teams"] == names and len(first["leakage"]["matrix"]) == 3
     assert all(len(row) == 3 for row in first["leakage"]["matrix"])
     assert all(w["accepted"] == 8 for w in first["webhooks"].values())
     report = (tmp_path / ".tacit" / "report" / "report.md").read_text()
+    assert "| base + RAG | adapter + RAG |" in report
     for png in ("qa.png", "forgetting.png", "loss.png", "leakage.png"):
         assert (tmp_path / ".tacit" / "report" / png).read_bytes()[:4] == b"\x89PNG"
         assert f"]({png})" in report

@@ -72,3 +72,16 @@ def body(tmp_path: Path, *, lr: float = 5e-3, max_steps: int = 12, min_new_token
             f'[[teams]]\nname = "support"\nbase_model = "{TINY}"\neval_set = "{support.name}"\n'
             f"[teams.training]\n{training}\n"
             '[[sources]]\nname = "assistant"\nkind = "webhook"\nteam = "platform"\n')
+
+
+def add_chunk(ctx: Any, team: str, source: str, external_id: str, text: str) -> int:
+    """A document with one live chunk of `text` (the retrieval corpus of the RAG baseline)."""
+    doc_id = add_document(ctx, team, source, external_id, text)
+    with ctx.session() as session:
+        team_row = ctx.team_row(session, team)
+        row = models.Chunk(document_id=doc_id, team_id=team_row.id, document_version=1, ordinal=0, text=text,
+                           token_count=max(1, len(text) // 4), heading_path=[],
+                           content_hash=hashlib.sha256(text.encode()).hexdigest())
+        session.add(row)
+        session.flush()
+        return row.id

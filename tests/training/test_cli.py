@@ -11,7 +11,7 @@ from tacit.cli import main
 from tacit.config import load_config
 from tacit.context import Context
 from tests.conftest import write_config
-from tests.training.helpers import PLATFORM_QA, add_qa, body
+from tests.training.helpers import PLATFORM_QA, add_chunk, add_qa, body
 from training import service
 
 
@@ -26,6 +26,7 @@ def test_train_adapters_and_ask_from_the_command_line(capsys, sqlite_url, tmp_pa
     path = write_config(tmp_path, sqlite_url, body(tmp_path))
     ctx = Context(load_config(path))
     add_qa(ctx, "platform", PLATFORM_QA)
+    add_chunk(ctx, "platform", "assistant", "deploys", "Production deploys go through the Skylark pipeline.")
 
     code, out, err = run(capsys, "train", "platform")
     assert code == 0, err
@@ -52,6 +53,9 @@ def test_train_adapters_and_ask_from_the_command_line(capsys, sqlite_url, tmp_pa
     code, out, _ = run(capsys, "adapters", "show", "platform", "1")
     shown = json.loads(out)
     assert shown["version"] == 1 and shown["lineage"]["new"] == 4 and shown["metrics"]["qa_n"] == 6
+    # the prompt-stuffing baseline beside the adapter, with F1 beside each match
+    for key in ("qa_rag", "qa_adapter_rag", "qa_rag_f1", "qa_adapter_rag_f1", "qa_f1_before", "qa_f1_after"):
+        assert 0.0 <= shown["metrics"][key] <= 1.0, key
 
     active = next(r["version"] for r in listed if r["status"] == "active")
     other = 3 - active

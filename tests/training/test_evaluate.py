@@ -11,10 +11,10 @@ from training.evaluate import (
     answer_matches,
     forgetting,
     gate,
-    normalise,
     read_probe,
     read_qa_jsonl,
 )
+from training.matching import normalise
 
 
 def test_answers_match_after_normalisation() -> None:

@@ -1,0 +1,98 @@
+"""Context distillation: the base model reading the passage teaches the adapter that does not.
+
+A small base model with a passage in its prompt answers questions about it well; the same model
+without the passage cannot. Context distillation (Snell et al. 2022; on-policy distillation,
+Thinking Machines 2025) trains the adapter, which sees only the question, to match the next-token
+distributions of the base model (adapter disabled) that sees the passage and the question. The
+targets are soft (the teacher's top-k probabilities and the rest of its mass), so the adapter
+learns what the reader of the passage would say, and how sure it would be, rather than one
+wording of the answer.
+
+The questions are the study questions built from the team's documents (`ingestion.processing
+.study`: their payload keeps the passage they were asked about), answered with their grounded
+answers; the teacher's targets are computed once per distinct (passage, question, answer) and
+cached beside the anchor targets (`training.anchors.reference_topk`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from training.data import Seq, Unit, render
+
+#: Distilled sequences per refresh at most (a seeded sample of the study questions): each costs
+#: one teacher forward (cached) and trains like one more qa example.
+MAX_DISTILL_UNITS = 192
+MAX_PASSAGE_TOKENS = 384
+TEACHER_PROMPT = "Read this passage, then answer the question.\n\n{passage}\n\nQuestion: {question}"
+
+
+def teacher_question(passage: str, question: str) -> str:
+    return TEACHER_PROMPT.format(passage=passage.strip(), question=question.strip())
+
+
+def _trim_passage(tokenizer: Any, passage: str) -> str:
+    ids = tokenizer(passage, add_special_tokens=False)["input_ids"]
+    return passage if len(ids) <= MAX_PASSAGE_TOKENS else tokenizer.decode(ids[:MAX_PASSAGE_TOKENS])
+
+
+def distill_pair(question: str, answer: str, passage: str, tokenizer: Any, seq_len: int,
+                 example_id: int | None = None) -> Unit | None:
+    """A student sequence (question → answer) whose `teacher` is the same answer after the
+    passage and the question; None when the two do not label the same answer tokens (a chat
+    template that tokenizes the reply differently after another prompt, or truncation)."""
+    student = render("qa", {"question": question, "answer": answer}, tokenizer, seq_len, example_id)
+    teacher = render("qa", {"question": teacher_question(_trim_passage(tokenizer, passage), question),
+                            "answer": answer}, tokenizer, seq_len, example_id)
+    if not student or not teacher:
+        return None
+    s, t = student[0].seqs[0], teacher[0].seqs[0]
+    if [x for x in s.labels if x >= 0] != [x for x in t.labels if x >= 0]:
+        return None
+    s.role, s.teacher = "distill", t
+    return Unit([s], "distill", example_id)
+
+
+def distill_units(examples: Sequence[Any], tokenizer: Any, seq_len: int, seed: int,
+                  limit: int = MAX_DISTILL_UNITS) -> list[Unit]:
+    """Distillation units from the study questions among `examples` (db rows or anything with
+    `id`, `kind`, `payload`): a seeded sample of at most `limit`."""
+    candidates = [e for e in examples if e.kind == "qa" and (e.payload or {}).get("passage")
+                  and str((e.payload or {}).get("study", "")).startswith(("question", "link"))]
+    rng = random.Random(f"distill:{seed}:{len(candidates)}")
+    chosen = sorted(rng.sample(candidates, min(limit, len(candidates))), key=lambda e: e.id or 0)
+    units = []
+    for e in chosen:
+        p = e.payload
+        unit = distill_pair(str(p["question"]), str(p["answer"]), str(p["passage"]), tokenizer, seq_len, e.id)
+        if unit is not None:
+            units.append(unit)
+    return units
+
+
+def topk_kl(logits: torch.Tensor, ids: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """KL(teacher ‖ student) per position over the teacher's top-k tokens plus one bucket for the
+    rest of the vocabulary: `logits` the student's (positions × vocab), `ids`/`probs` the
+    teacher's top-k ids and (unrenormalised) probabilities. Zero exactly where the student's
+    distribution equals the teacher's."""
+    logq = torch.log_softmax(logits.float(), dim=-1)
+    q_top = logq.gather(-1, ids)
+    p = probs.float().clamp_min(1e-12)
+    p_rest = (1.0 - probs.float().sum(-1)).clamp_min(1e-12)
+    q_rest = torch.log1p(-torch.logsumexp(q_top, dim=-1).exp().clamp(max=1.0 - 1e-7))
+    return (p * (p.log() - q_top)).sum(-1) + p_rest * (p_rest.log() - q_rest)
+
+
+def distill_loss(group: Sequence[Seq], logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Summed over the distilled positions of a micro-batch (logits at its labelled positions,
+    `index` the sequence of each): the top-k KL against each sequence's teacher targets."""
+    is_distill = torch.tensor([s.role == "distill" for s in group], device=logits.device)[index]
+    if not bool(is_distill.any()):
+        return logits.new_zeros(())
+    ids = torch.cat([s.ref_topk[0] for s in group if s.role == "distill"]).to(logits.device)
+    probs = torch.cat([s.ref_topk[1] for s in group if s.role == "distill"]).to(logits.device)
+    return topk_kl(logits[is_distill], ids, probs).sum()
