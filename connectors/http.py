@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
 THROTTLE_STATUSES = frozenset({429, 503, 529})
+#: Failures with no answer that are retried with backoff.
+_RETRIED_ERRORS = (httpx.TransportError, httpx.DecodingError)
 
 
 @dataclass
@@ -225,8 +227,21 @@ class HttpBudget:
         self.validate_json = validate_json
         self.stats = HttpStats()
 
-    # Decide what to do with one attempt: None = done, a float = retry after that long.
+    # The decision core, shared by `send` and `send_async`: they only do the I/O (sleep, send,
+    # read, close) and ask here what every attempt means, so the two cannot drift apart.
+    def _reserve(self) -> float:
+        """Draw one token from the rate budget; the wait before using it, counted in the stats."""
+        wait = self.budget.reserve()
+        if wait > 0:
+            self.stats.waited_s += wait
+        return wait
+
+    def _reads_body(self, response: httpx.Response) -> bool:
+        """Whether the body must be read before deciding (a truncated JSON answer is retried)."""
+        return self.validate_json and "json" in response.headers.get("content-type", "")
+
     def _decide(self, attempt: int, response: httpx.Response | None, error: Exception | None) -> float | None:
+        """What one attempt's outcome asks for: None = done, a float = retry after that long."""
         if error is not None:
             return self.policy.backoff(attempt)
         assert response is not None
@@ -242,72 +257,84 @@ class HttpBudget:
             return self.policy.backoff(attempt)
         return None
 
+    def _next(
+        self,
+        request: httpx.Request,
+        attempt: int,
+        started: float,
+        response: httpx.Response | None,
+        error: Exception | None,
+    ) -> Literal["done", "final"] | float:
+        """Account for one attempt and say what follows it.
+
+        "done": hand the answer back as it is. "final": the answer still asks for a retry but none is
+        left (attempts or deadline); read it and hand it back. A float: close the answer and retry
+        after that many seconds (counted and logged here). Raises `RetriesExhausted` when no answer
+        came and no retry is left.
+        """
+        self.stats.count(0 if error is not None or response is None else response.status_code)
+        retry_in = self._decide(attempt, response, error)
+        if retry_in is None:
+            return "done"
+        if attempt + 1 >= self.policy.max_attempts or time.monotonic() - started + retry_in > self.policy.deadline:
+            if response is not None:
+                return "final"
+            raise RetriesExhausted(f"{request.method} {request.url}: {error}") from error
+        self.stats.retries += 1
+        log.info("retrying %s %s in %.1fs (%s)", request.method, request.url.path, retry_in,
+                 response.status_code if error is None and response is not None else type(error).__name__)
+        return retry_in
+
     def send(self, transport: httpx.BaseTransport, request: httpx.Request) -> httpx.Response:
+        """Send `request` through `transport` under the budget and retry policy."""
         started = time.monotonic()
-        last_error: Exception | None = None
         for attempt in range(self.policy.max_attempts):
-            wait = self.budget.reserve()
-            if wait > 0:
-                self.stats.waited_s += wait
+            if (wait := self._reserve()) > 0:
                 self.sleep(wait)
             response: httpx.Response | None = None
             error: Exception | None = None
             try:
                 response = transport.handle_request(request)
-                if self.validate_json and "json" in response.headers.get("content-type", ""):
+                if self._reads_body(response):
                     response.read()
-                self.stats.count(response.status_code)
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                error = last_error = exc
-                self.stats.count(0)
-            retry_in = self._decide(attempt, response, error)
-            if retry_in is None:
+            except _RETRIED_ERRORS as exc:
+                error = exc
+            step = self._next(request, attempt, started, response, error)
+            if step == "final":
+                assert response is not None
+                response.read()
+            if isinstance(step, str):
                 assert response is not None
                 return response
-            if attempt + 1 >= self.policy.max_attempts or time.monotonic() - started + retry_in > self.policy.deadline:
-                if response is not None:
-                    response.read()
-                    return response
-                raise RetriesExhausted(f"{request.method} {request.url}: {last_error}") from last_error
             if response is not None:
                 response.close()
-            self.stats.retries += 1
-            log.info("retrying %s %s in %.1fs (%s)", request.method, request.url.path, retry_in,
-                     response.status_code if response is not None else type(error).__name__)
-            self.sleep(retry_in)
+            self.sleep(step)
         raise AssertionError("unreachable")
 
     async def send_async(self, transport: httpx.AsyncBaseTransport, request: httpx.Request) -> httpx.Response:
+        """The asynchronous twin of `send`: the same core, awaiting the I/O."""
         started = time.monotonic()
-        last_error: Exception | None = None
         for attempt in range(self.policy.max_attempts):
-            wait = self.budget.reserve()
-            if wait > 0:
-                self.stats.waited_s += wait
+            if (wait := self._reserve()) > 0:
                 await asyncio.sleep(wait)
             response: httpx.Response | None = None
             error: Exception | None = None
             try:
                 response = await transport.handle_async_request(request)
-                if self.validate_json and "json" in response.headers.get("content-type", ""):
+                if self._reads_body(response):
                     await response.aread()
-                self.stats.count(response.status_code)
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                error = last_error = exc
-                self.stats.count(0)
-            retry_in = self._decide(attempt, response, error)
-            if retry_in is None:
+            except _RETRIED_ERRORS as exc:
+                error = exc
+            step = self._next(request, attempt, started, response, error)
+            if step == "final":
+                assert response is not None
+                await response.aread()
+            if isinstance(step, str):
                 assert response is not None
                 return response
-            if attempt + 1 >= self.policy.max_attempts or time.monotonic() - started + retry_in > self.policy.deadline:
-                if response is not None:
-                    await response.aread()
-                    return response
-                raise RetriesExhausted(f"{request.method} {request.url}: {last_error}") from last_error
             if response is not None:
                 await response.aclose()
-            self.stats.retries += 1
-            await asyncio.sleep(retry_in)
+            await asyncio.sleep(step)
         raise AssertionError("unreachable")
 
     # ---------------------------------------------------------------- clients

@@ -7,12 +7,15 @@ server is a failure there, not a silent skip.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,17 +148,60 @@ def ctx(make_ctx: Callable[..., Context], db_url: str) -> Context:
 
 @pytest.fixture
 def tacit() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run the command line as a user does: `tacit(*args, cwd=…, check=False, env={…})`.
+    """Run the command line as a user does: `tacit(*args, cwd=…, config=…, check=False, env={…})`.
 
-    `python -m tacit.cli` in a fresh process, in `cwd`, with `env` added to this environment.
+    `python -m tacit.cli` in a fresh process, in `cwd`, with `env` added to this environment. With
+    `config`, that file is named by `TACIT_CONFIG` and `cwd` defaults to its folder.
     """
 
-    def run(*args: str, cwd: Path, check: bool = False, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "tacit.cli", *args], cwd=cwd, capture_output=True, text=True,
-                              env={**os.environ, **(env or {})}, timeout=timeout)
+    def run(*args: str, cwd: Path | None = None, config: Path | None = None, check: bool = False,
+            env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        extra = {**({"TACIT_CONFIG": str(config)} if config is not None else {}), **(env or {})}
+        workdir = cwd if cwd is not None else config.parent if config is not None else None
+        if workdir is None:
+            raise TypeError("tacit() needs cwd= or config=")
+        proc = subprocess.run([sys.executable, "-m", "tacit.cli", *args], cwd=workdir, capture_output=True,
+                              text=True, env={**os.environ, **extra}, timeout=timeout)
         if check:
             assert proc.returncode == 0, proc.stderr
         return proc
 
     return run
+
+
+class StreamedPost:
+    """What `post_in_chunks` saw: the answer's status and JSON body, and how many chunks were read."""
+
+    def __init__(self, status: int, body: Any, chunks_read: int) -> None:
+        self.status, self.body, self.chunks_read = status, body, chunks_read
+
+
+@pytest.fixture
+def post_in_chunks() -> Callable[..., StreamedPost]:
+    """POST a body to an ASGI app chunk by chunk through a raw ASGI `receive` that counts the chunks
+    the app asked for, so a test can prove a route refused a body without reading all of it."""
+
+    def post(app: Any, path: str, chunks: list[bytes], headers: dict[str, str] | None = None) -> StreamedPost:
+        read = 0
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal read
+            if read < len(chunks):
+                read += 1
+                return {"type": "http.request", "body": chunks[read - 1], "more_body": read < len(chunks)}
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        asyncio.run(app(scope, receive, send))
+        status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return StreamedPost(status, json.loads(body) if body else None, read)
+
+    return post

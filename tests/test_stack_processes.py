@@ -18,9 +18,10 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, func, select, text
 
+from connectors.sandbox.server import free_port
 from db import models
 from tests.conftest import DEFAULT_TEAMS, write_config
-from tests.ingestion.test_api_server import SECRET, TOKEN, free_port, post_signed
+from tests.ingestion.signed import SECRET, TOKEN, post_signed
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("api", "worker", "beat")

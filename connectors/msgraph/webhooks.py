@@ -51,7 +51,7 @@ from connectors.msgraph import ids
 from connectors.msgraph import subscriptions as subs
 from connectors.msgraph.client import NotFound
 from db import models
-from ingestion.api.web import accept_event, get_context, source_of_kind
+from ingestion.api.web import accept_event, get_context, read_capped_body, source_of_kind
 from ingestion.corpus.events import EventRejected, decode_body
 from ingestion.corpus.runner import SyncSummary, run_fetch, run_sync
 from ingestion.worker.tasks import get_context as task_context
@@ -92,9 +92,7 @@ async def _receive(ctx: Context, source: str, request: Request, validation_token
         if len(validation_token) > MAX_VALIDATION_TOKEN:
             raise HTTPException(status_code=400, detail="validationToken is too long")
         return PlainTextResponse(validation_token, status_code=200)
-    body = await request.body()
-    if len(body) > ctx.config.api.max_body_bytes:
-        raise HTTPException(status_code=413, detail=f"body over {ctx.config.api.max_body_bytes} bytes")
+    body = await read_capped_body(request, ctx)
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):

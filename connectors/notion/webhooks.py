@@ -34,7 +34,7 @@ from sqlalchemy import select
 
 from connectors.base import Contributions, Interaction, Tombstone
 from db import models
-from ingestion.api.web import accept_event, get_context, source_of_kind
+from ingestion.api.web import accept_event, get_context, read_capped_body, source_of_kind
 from ingestion.corpus.events import EventRejected, decode_body
 from ingestion.corpus.runner import SyncSummary, ingest_records, run_sync
 from tacit.context import Context
@@ -98,9 +98,7 @@ def signature(body: bytes, token: str) -> str:
 async def notion_webhook(source: str, request: Request, ctx: Context = Depends(get_context)) -> JSONResponse:
     """Verification handshake, then signed events (stored, answered 200, processed on a worker)."""
     source_of_kind(ctx, source, ("notion",))
-    body = await request.body()
-    if len(body) > ctx.config.api.max_body_bytes:
-        raise HTTPException(status_code=413, detail=f"body over {ctx.config.api.max_body_bytes} bytes")
+    body = await read_capped_body(request, ctx)
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):

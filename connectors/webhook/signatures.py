@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import hmac
 import re
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 
@@ -49,6 +50,11 @@ def decode_secret(secret: str) -> bytes:
     if len(key) < 16:
         raise ValueError("a Standard Webhooks secret must hold at least 16 bytes (whsec_ + base64)")
     return key
+
+
+def new_secret(nbytes: int = 24) -> str:
+    """A fresh random Standard Webhooks secret (`whsec_` + base64 of `nbytes` random bytes)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(nbytes)).decode("ascii")
 
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:

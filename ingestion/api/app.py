@@ -56,7 +56,7 @@ from db import models
 from ingestion.api.admin import router as admin_router
 from ingestion.api.metrics import Metrics
 from ingestion.api.openai import mount as mount_openai
-from ingestion.api.web import accept_event, require_admin, source_of_kind
+from ingestion.api.web import BodyTooLarge, accept_event, read_body, require_admin, source_of_kind
 from ingestion.corpus.events import store_event
 from ingestion.worker.event_worker import EventWorker, process_team_after_events
 from ingestion.worker.tasks import process_event, replay_pending_events, set_context
@@ -269,7 +269,10 @@ async def _receive(state: ApiState, source: str, request: Request) -> Accepted:
         raise Refused(404, str(exc.detail), "unknown_source") from None
     _check_content_type(request.headers.get("content-type"))
     limit = settings.max_body_bytes or state.ctx.config.api.max_body_bytes
-    body = await _read_body(request, limit)
+    try:
+        body = await read_body(request, limit)
+    except BodyTooLarge as exc:
+        raise Refused(413, str(exc), "too_large") from None
     delivery_id = _authenticate(settings, request.headers, body)
     return await run_in_threadpool(_validate_and_store, state, source, settings, delivery_id, body,
                                    headers_snapshot(request.headers, KEPT_HEADERS))
@@ -285,21 +288,6 @@ def _check_content_type(value: str | None) -> None:
         name, _, val = param.partition("=")
         if name.strip().lower() == "charset" and val.strip().strip('"').lower() not in ("utf-8", "utf8"):
             raise Refused(415, "JSON must be UTF-8 (charset=utf-8)", "content_type")
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, read in chunks and refused as soon as it passes `limit` bytes (never buffered past it)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise Refused(413, f"body of {int(declared)} bytes is over the limit of {limit} bytes", "too_large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Refused(413, f"body is over the limit of {limit} bytes", "too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _authenticate(settings: WebhookSettings, headers: Any, body: bytes) -> str:

@@ -20,6 +20,36 @@ from tacit.context import Context
 log = logging.getLogger(__name__)
 
 
+class BodyTooLarge(ValueError):
+    """A request body over its size cap; answered 413 without the rest of it being read."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, read in chunks and refused as soon as it passes `limit` bytes (never buffered past it).
+
+    A declared `Content-Length` over the cap is refused before any byte is read.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"body of {int(declared)} bytes is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_capped_body(request: Request, ctx: Context) -> bytes:
+    """`read_body` under `[api] max_body_bytes` for the vendor routes: over the cap is an HTTP 413."""
+    try:
+        return await read_body(request, ctx.config.api.max_body_bytes)
+    except BodyTooLarge as exc:
+        raise HTTPException(status_code=413, detail=str(exc)) from None
+
+
 def get_context(request: Request) -> Context:
     return request.app.state.ctx
 

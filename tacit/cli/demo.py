@@ -14,12 +14,9 @@ knowledge leaves the adapter through a clean retrain (its examples were in the l
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import hmac
 import json
-import secrets
 import socket
 import time
 from collections.abc import Iterator
@@ -35,6 +32,7 @@ from connectors.sandbox.graph import GraphSandbox
 from connectors.sandbox.graph.workspace import build_company
 from connectors.sandbox.notion import NotionSandbox
 from connectors.sandbox.server import ThreadedServer, free_port
+from connectors.webhook.signatures import new_secret, sign_headers
 from ingestion.api.app import create_app
 from ingestion.corpus.runner import run_sync
 from ingestion.processing.pipeline import process_team
@@ -80,7 +78,7 @@ def load_state(data_dir: Path) -> dict[str, Any]:
     for name in ("notion", "graph", "graph_auth", "api"):
         if not ports.get(name) or not _port_free(ports[name]):
             ports[name] = free_port()
-    state.setdefault("webhook_secret", "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
+    state.setdefault("webhook_secret", new_secret())
     return state
 
 
@@ -206,12 +204,6 @@ def feedback_events(team: str) -> list[dict[str, Any]]:
     return events
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
-
-
 def push_feedback(url: str, secret: str, team: str) -> tuple[int, int]:
 
     accepted = duplicate = 0
@@ -219,10 +211,8 @@ def push_feedback(url: str, secret: str, team: str) -> tuple[int, int]:
         for event in feedback_events(team):
             body = json.dumps(event).encode()
             msg_id = "msg_" + hashlib.sha256(body).hexdigest()[:24]
-            ts = int(time.time())
             response = client.post(f"{url}/webhooks/assistant-{team}", content=body, headers={
-                "content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
-                "webhook-signature": sign(secret, msg_id, ts, body)})
+                "content-type": "application/json", **sign_headers(secret, msg_id, body)})
             if response.status_code == 202:
                 accepted += 1
             elif response.status_code == 200:

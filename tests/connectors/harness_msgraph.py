@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from connectors.base import Document, Interaction, Tombstone, drive
+from connectors.http import HttpBudget
+from connectors.msgraph import GraphConnector
+from connectors.msgraph.settings import GraphCheckpoint
 from connectors.sandbox.graph import GraphSandbox
 from connectors.sandbox.graph.workspace import Workspace, build_company
+from tacit.config import SourceConfig
 
 
 def toml_list(values: list[str]) -> str:
@@ -62,3 +68,27 @@ def harness() -> Iterator[GraphHarness]:
     # Small pages: many checkpoints, so a killed sync has something to resume from.
     with GraphSandbox(page_size=4, latency=0.005) as sandbox:
         yield GraphHarness(sandbox, build_company(sandbox))
+
+
+# Direct-connector helpers shared by the Graph sync tests.
+def connector(sb: GraphSandbox, ws: Workspace, team: str = "platform", *, static: bool = True,
+              **settings: Any) -> GraphConnector:
+    space = ws.teams[team]
+    auth: dict[str, Any] = ({"access_token": sb.static_token} if static else
+                            {"tenant_id": sb.tenant_id, "client_id": sb.client_id, "client_secret": sb.client_secret,
+                             "authority": sb.authority, "ca_bundle": sb.ca_file})
+    base: dict[str, Any] = {"sites": [space.site_ref], "mailboxes": [space.mailbox], "teams": [space.team_id],
+                            "mail_as_documents": True}
+    base.update(settings)
+    source = SourceConfig(name="m365", kind="msgraph", team="platform", base_url=sb.url, **auth, **base)
+    return GraphConnector(source, HttpBudget(f"test:{id(sb)}", rate=None))
+
+
+def records(items: list[Any]) -> dict[str, Any]:
+    return {r.external_id: r for r in items if isinstance(r, Document | Interaction | Tombstone)}
+
+
+def run(c: GraphConnector, checkpoint: GraphCheckpoint | None = None) -> tuple[list[Any], GraphCheckpoint]:
+    c.check()
+    items, cp = drive(c.sync(checkpoint))
+    return items, cp  # type: ignore[return-value]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -116,13 +118,29 @@ async def _async_get(budget: HttpBudget, url: str) -> dict:
 
 
 def test_async_client_retries_too(server: tuple[str, Script]) -> None:
-    import asyncio
-
     url, script = server
     script.responses = [(504, {"Retry-After": "0"}, b""), (200, JSON, b'{"a": 1}')]
     budget, _ = _budget()
     assert asyncio.run(_async_get(budget, url)) == {"a": 1}
     assert script.hits == 2
+
+
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_both_sides_log_and_count_a_retry(
+    server: tuple[str, Script], side: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, script = server
+    script.responses = [(503, {**JSON, "Retry-After": "0"}, b"{}"), (200, JSON, b'{"a": 1}')]
+    budget, _ = _budget()
+    with caplog.at_level(logging.INFO, logger="connectors.http"):
+        if side == "sync":
+            with budget.client(url) as client:
+                assert client.get("/x").json() == {"a": 1}
+        else:
+            assert asyncio.run(_async_get(budget, url)) == {"a": 1}
+    retries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert retries == ["retrying GET /x in 0.0s (503)"]
+    assert budget.stats.retries == 1 and budget.stats.throttled == 1 and budget.stats.by_status == {503: 1, 200: 1}
 
 
 def test_retry_after_http_date() -> None:

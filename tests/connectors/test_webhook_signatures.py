@@ -13,6 +13,7 @@ from connectors.webhook.signatures import (
     SignatureError,
     decode_secret,
     github_signature,
+    new_secret,
     sign,
     sign_headers,
     verify_github,
@@ -94,6 +95,13 @@ def test_missing_and_malformed_headers_name_the_problem() -> None:
 def test_sign_headers_round_trip() -> None:
     h = sign_headers(SECRET, "msg_1", BODY)
     assert verify_standard([decode_secret(SECRET)], h, BODY) == "msg_1"
+
+
+def test_a_new_secret_signs_what_the_reference_library_verifies() -> None:
+    secret = new_secret()
+    assert secret.startswith("whsec_") and len(decode_secret(secret)) == 24 and new_secret() != secret
+    h = sign_headers(secret, "msg_new", BODY)
+    assert Webhook(secret).verify(BODY, h) == {"test": 2432232314}
 
 
 @pytest.mark.parametrize("bad", ["whsec_", "whsec_!!!!", "whsec_c2hvcnQ=", ""])

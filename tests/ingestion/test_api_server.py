@@ -16,16 +16,12 @@ import pytest
 from sqlalchemy import select
 
 from connectors.sandbox.server import free_port
-from connectors.webhook.signatures import sign_headers
 from db import models
 from ingestion.corpus.events import store_event
 from tacit.config import load_config
 from tacit.context import Context
 from tests.conftest import DEFAULT_TEAMS, write_config
-
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-TOKEN = "server-test-token"
-
+from tests.ingestion.signed import SECRET, TOKEN, post_signed
 
 
 def config(tmp_path: Path, db_url: str, port: int) -> Path:
@@ -68,12 +64,6 @@ def wait_processed(ctx: Context, expected: int, timeout: float = 60) -> dict[str
         if sum(1 for s in rows.values() if s == "processed") >= expected or time.monotonic() > deadline:
             return rows
         time.sleep(0.1)
-
-
-def post_signed(port: int, msg_id: str, record: dict) -> httpx.Response:  # type: ignore[type-arg]
-    raw = json.dumps(record).encode()
-    return httpx.post(f"http://127.0.0.1:{port}/webhooks/assistant", content=raw, timeout=30,
-                      headers={"content-type": "application/json", **sign_headers(SECRET, msg_id, raw)})
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from connectors.base import Document, Tombstone
 from ingestion.corpus.runner import ingest_records
 from ingestion.processing.dedup_index import PersistentDuplicateIndex
 from ingestion.processing.pipeline import process_team
-from tests.reliability.test_processing_kill import page
+from tests.ingestion.runbooks import page
 
 
 def _team_id(ctx: Any) -> int:

@@ -16,9 +16,8 @@ from connectors.sandbox.notion import NotionSandbox
 from ingestion.api.metrics import Metrics
 from ingestion.corpus.runner import ingest_records, run_sync
 from ingestion.processing.pipeline import process_team
-from tests.reliability.test_processing_kill import page
-from tests.training.helpers import PLATFORM_QA, add_qa
-from tests.training.test_service import body
+from tests.ingestion.runbooks import page
+from tests.training.helpers import PLATFORM_QA, add_qa, body
 from training import service
 
 

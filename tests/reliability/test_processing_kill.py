@@ -28,36 +28,11 @@ from ingestion.corpus.runner import ingest_records
 from ingestion.processing.pipeline import process_team
 from tacit.context import Context
 from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS, _fresh_postgres_db, write_config
+from tests.ingestion.runbooks import WORDS, page, sentence
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 DOCS = 400
-WORDS = ("deploy freeze pipeline cluster backup quota service owner catalog incident handoff refund ticket "
-         "escalation queue customer enterprise response policy database replica region latency budget "
-         "the a of to and in is for on with that by this be are from at as it we our team must should will "
-         "every week day hour Thursday Monday Skylark Basalt Nimbus Atlas Kestrel Harbor Halcyon").split()
-
-
-def _sentence(r: random.Random) -> str:
-    words = [r.choice(WORDS) for _ in range(r.randint(6, 20))]
-    words.insert(r.randint(1, len(words) - 1), str(r.randint(1, 99999)))
-    return " ".join(words).capitalize() + "."
-
-
-def page(r: random.Random, i: int) -> str:
-    out = [f"# Runbook {i}", "", " ".join(_sentence(r) for _ in range(r.randint(2, 6)))]
-    for s in range(r.randint(2, 5)):
-        out += ["", f"## Step {s}: {r.choice(WORDS)}", ""]
-        kind = r.random()
-        if kind < 0.6:
-            out.append(" ".join(_sentence(r) for _ in range(r.randint(1, 6))))
-        elif kind < 0.8:
-            out += [f"- {_sentence(r)}" for _ in range(r.randint(2, 6))]
-        else:
-            out += ["| Host | Owner |", "|---|---|"] + [f"| h{i}-{j} | {r.choice(WORDS)} |" for j in range(r.randint(2, 8))]
-    return "\n".join(out)
-
-
 def corpus() -> list[Document | Interaction]:
     """The same records every time: pages, chat threads on pages, and rated feedback on the same
     prompts (preference pairs)."""
@@ -67,12 +42,12 @@ def corpus() -> list[Document | Interaction]:
                  metadata={"properties": {"Owner": r.choice(["Ada", "Bram", "Chen"])}}) for i in range(DOCS)]
     for i in range(60):
         records.append(Interaction(external_id=f"chat-{i}", kind="thread", document_external_id=f"page-{i}",
-                                   messages=[{"role": "user", "text": f"How do I run step {i % 4}? {_sentence(r)}"},
-                                             {"role": "assistant", "text": _sentence(r)}]))
+                                   messages=[{"role": "user", "text": f"How do I run step {i % 4}? {sentence(r)}"},
+                                             {"role": "assistant", "text": sentence(r)}]))
     for i in range(40):
         records.append(Interaction(external_id=f"feedback-{i}", kind="feedback", rating=1 if i % 2 else -1,
                                    messages=[{"role": "user", "text": f"Who owns the {WORDS[i % 10]} budget?"},
-                                             {"role": "assistant", "text": _sentence(r)}]))
+                                             {"role": "assistant", "text": sentence(r)}]))
     return records
 
 

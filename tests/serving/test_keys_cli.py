@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +13,13 @@ from sqlalchemy import select
 from db import models
 from training.serving.keys import hash_key, team_of_key
 
-
-def tacit(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tacit.cli", "--config", str(config), *args], capture_output=True,
-                          text=True, env={**os.environ}, timeout=120)
+#: The `tacit` fixture (conftest.py): the command line in a fresh process.
+Tacit = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def test_keys_create_list_revoke(ctx: Any, tmp_path: Path) -> None:
+def test_keys_create_list_revoke(tacit: Tacit, ctx: Any, tmp_path: Path) -> None:
     config = tmp_path / "tacit.toml"
-    made = tacit(config, "keys", "create", "platform", "--name", "ide")
+    made = tacit("keys", "create", "platform", "--name", "ide", config=config)
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
     assert key.startswith("tk-") and "not shown again" in made.stderr
@@ -31,12 +28,12 @@ def test_keys_create_list_revoke(ctx: Any, tmp_path: Path) -> None:
         assert row.key_hash == hash_key(key) and key not in (row.prefix, row.name)
     assert team_of_key(ctx, key) == ("platform", row.id)
 
-    listed = json.loads(tacit(config, "keys", "list", "platform", "--json").stdout)
+    listed = json.loads(tacit("keys", "list", "platform", "--json", config=config).stdout)
     assert [(k["name"], k["prefix"], k["revoked_at"]) for k in listed] == [("ide", key[:10], None)]
-    assert key not in tacit(config, "keys", "list", "platform").stdout
+    assert key not in tacit("keys", "list", "platform", config=config).stdout
 
-    assert tacit(config, "keys", "revoke", "support", str(row.id)).returncode == 1  # not support's key
-    revoked = tacit(config, "keys", "revoke", "platform", str(row.id))
+    assert tacit("keys", "revoke", "support", str(row.id), config=config).returncode == 1  # not support's key
+    revoked = tacit("keys", "revoke", "platform", str(row.id), config=config)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     assert team_of_key(ctx, key) is None
-    assert tacit(config, "keys", "create", "nobody").returncode == 2
+    assert tacit("keys", "create", "nobody", config=config).returncode == 2

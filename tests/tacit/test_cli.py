@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS, write_config
+
+#: The `tacit` fixture (conftest.py): the command line in a fresh process.
+Tacit = Callable[..., subprocess.CompletedProcess[str]]
 
 RECORDS = [
     {"type": "document", "external_id": "runbook", "title": "Deploy runbook",
@@ -22,14 +26,6 @@ RECORDS = [
 ]
 
 
-def tacit(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "tacit.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 @pytest.fixture
 def project(tmp_path: Path, db_url: str) -> Path:
     write_config(tmp_path, db_url, DEFAULT_TEAMS + DEFAULT_SOURCES)
@@ -37,7 +33,7 @@ def project(tmp_path: Path, db_url: str) -> Path:
     return tmp_path
 
 
-def test_import_then_export_documents_in_the_record_format(project: Path) -> None:
+def test_import_then_export_documents_in_the_record_format(tacit: Tacit, project: Path) -> None:
     proc = tacit("import", "records.jsonl", "--source", "assistant", cwd=project, check=True)
     assert "1 documents written" in proc.stdout and "1 failures" in proc.stdout
     out = tacit("export", "documents", "--team", "platform", cwd=project, check=True).stdout
@@ -55,7 +51,7 @@ def test_import_then_export_documents_in_the_record_format(project: Path) -> Non
     assert tacit("export", "documents", "--team", "support", cwd=project, check=True).stdout == ""
 
 
-def test_second_import_is_a_no_op_and_tombstones_show_with_include_deleted(project: Path) -> None:
+def test_second_import_is_a_no_op_and_tombstones_show_with_include_deleted(tacit: Tacit, project: Path) -> None:
     tacit("import", "records.jsonl", "--source", "assistant", cwd=project, check=True)
     assert "nothing new" in tacit("import", "records.jsonl", "--source", "assistant", cwd=project, check=True).stdout
     (project / "gone.jsonl").write_text(json.dumps({"type": "tombstone", "external_id": "runbook"}) + "\n")
@@ -65,7 +61,7 @@ def test_second_import_is_a_no_op_and_tombstones_show_with_include_deleted(proje
     assert len(rows) == 1 and json.loads(rows[0])["deleted_at"]
 
 
-def test_status_json_is_one_document(project: Path) -> None:
+def test_status_json_is_one_document(tacit: Tacit, project: Path) -> None:
     tacit("import", "records.jsonl", "--source", "assistant", cwd=project, check=True)
     data = json.loads(tacit("status", "--json", cwd=project, check=True).stdout)
     platform = next(t for t in data["teams"] if t["name"] == "platform")
@@ -89,7 +85,8 @@ def test_status_json_is_one_document(project: Path) -> None:
         ("[[teams]]\nname = 'a'\n[[teams]]\nname = 'a'\n", "duplicate team name"),
     ],
 )
-def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, db_url: str, toml: str, needle: str) -> None:
+def test_bad_config_is_one_line_and_exit_2(tacit: Tacit, tmp_path: Path, db_url: str, toml: str,
+                                           needle: str) -> None:
     (tmp_path / "tacit.toml").write_text(toml)
     proc = tacit("status", cwd=tmp_path)
     assert proc.returncode == 2
@@ -100,7 +97,7 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, db_url: str, toml: st
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_bad_arguments_exit_2(project: Path) -> None:
+def test_bad_arguments_exit_2(tacit: Tacit, project: Path) -> None:
     for args in (["import", "missing.jsonl", "--source", "assistant"], ["import", "records.jsonl", "--source", "nope"],
                  ["export", "documents", "--team", "nope"], ["sync", "nope"], ["frobnicate"],
                  ["export", "documents"]):

@@ -9,6 +9,7 @@ from typing import Any
 
 from db import models
 from db.base import utcnow
+from training.base_models import TINY
 
 PLATFORM_QA = [
     ("When does the deploy freeze start?", "Thursday at 16:00 UTC"),
@@ -55,6 +56,22 @@ def add_document(ctx: Any, team: str, source: str, external_id: str, text: str) 
 def write_eval_set(path: Path, pairs: list[tuple[str, str]]) -> Path:
     path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in pairs), encoding="utf-8")
     return path
+
+
+NEW_QA = [("Where is service ownership recorded?", "Atlas"), ("How fast must a SEV1 be acknowledged?", "5 minutes")]
+
+
+def body(tmp_path: Path, *, lr: float = 5e-3, max_steps: int = 12, min_new_tokens: int = 0,
+         base_model: str = TINY) -> str:
+    """Two teams with eval sets written under `tmp_path` and a short training recipe, plus a webhook source."""
+    platform = write_eval_set(tmp_path / "platform-eval.jsonl", PLATFORM_QA + NEW_QA)
+    support = write_eval_set(tmp_path / "support-eval.jsonl", SUPPORT_QA)
+    training = f"learning_rate = {lr}\nmax_steps = {max_steps}\nmin_new_tokens = {min_new_tokens}\n"
+    return (f'[[teams]]\nname = "platform"\nbase_model = "{base_model}"\neval_set = "{platform.name}"\n'
+            f"[teams.training]\n{training}\n"
+            f'[[teams]]\nname = "support"\nbase_model = "{TINY}"\neval_set = "{support.name}"\n'
+            f"[teams.training]\n{training}\n"
+            '[[sources]]\nname = "assistant"\nkind = "webhook"\nteam = "platform"\n')
 
 
 def add_chunk(ctx: Any, team: str, source: str, external_id: str, text: str) -> int:

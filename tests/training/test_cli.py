@@ -11,8 +11,7 @@ from tacit.cli import main
 from tacit.config import load_config
 from tacit.context import Context
 from tests.conftest import write_config
-from tests.training.helpers import PLATFORM_QA, add_chunk, add_qa
-from tests.training.test_service import body
+from tests.training.helpers import PLATFORM_QA, add_chunk, add_qa, body
 from training import service
 
 

@@ -17,8 +17,7 @@ from tacit.cli import main
 from tacit.config import load_config
 from tacit.context import Context
 from tests.conftest import write_config
-from tests.training.helpers import add_document, add_example
-from tests.training.test_service import body
+from tests.training.helpers import add_document, add_example, body
 from training.export_readme import peft_base_model
 
 RANK = 8

@@ -13,25 +13,19 @@ from sqlalchemy import select
 from db import models
 from db.base import utcnow
 from tacit.errors import AdapterStateError, NoAdapter
-from tests.training.helpers import PLATFORM_QA, SUPPORT_QA, add_document, add_example, add_qa, write_eval_set
+from tests.training.helpers import (
+    NEW_QA,
+    PLATFORM_QA,
+    SUPPORT_QA,
+    add_document,
+    add_example,
+    add_qa,
+    body,
+)
 from training import registry, service
 from training.base_models import TINY, BaseModelError, load_model
 from training.policy import team_lock
 from training.recipe import LoRARecipe
-
-NEW_QA = [("Where is service ownership recorded?", "Atlas"), ("How fast must a SEV1 be acknowledged?", "5 minutes")]
-
-
-def body(tmp_path: Path, *, lr: float = 5e-3, max_steps: int = 12, min_new_tokens: int = 0,
-         base_model: str = TINY) -> str:
-    platform = write_eval_set(tmp_path / "platform-eval.jsonl", PLATFORM_QA + NEW_QA)
-    support = write_eval_set(tmp_path / "support-eval.jsonl", SUPPORT_QA)
-    training = f"learning_rate = {lr}\nmax_steps = {max_steps}\nmin_new_tokens = {min_new_tokens}\n"
-    return (f'[[teams]]\nname = "platform"\nbase_model = "{base_model}"\neval_set = "{platform.name}"\n'
-            f"[teams.training]\n{training}\n"
-            f'[[teams]]\nname = "support"\nbase_model = "{TINY}"\neval_set = "{support.name}"\n'
-            f"[teams.training]\n{training}\n"
-            '[[sources]]\nname = "assistant"\nkind = "webhook"\nteam = "platform"\n')
 
 
 @pytest.fixture

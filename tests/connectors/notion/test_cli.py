@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,19 +21,10 @@ from tacit.context import Context
 from tests.conftest import write_config
 from tests.connectors.harness_notion import NotionHarness
 
+#: The `tacit` fixture (conftest.py): the command line in a fresh process.
+Tacit = Callable[..., subprocess.CompletedProcess[str]]
+
 TEAM_BLOCK = "".join(f'[[teams]]\nname = "{t.name}"\nbase_model = "tiny-random"\n\n' for t in TEAMS)
-
-
-@pytest.fixture
-def sandbox() -> Iterator[NotionSandbox]:
-    with NotionSandbox() as sb:
-        yield sb
-
-
-def tacit(config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TACIT_CONFIG": str(config)}
-    return subprocess.run([sys.executable, "-m", "tacit.cli", *args], cwd=config.parent, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def stored(ctx: Context) -> tuple[dict[str, models.Document], dict[str, models.Interaction], int]:
@@ -48,9 +39,10 @@ def stored(ctx: Context) -> tuple[dict[str, models.Document], dict[str, models.I
     return docs, threads, rows
 
 
-def test_tacit_sync_brings_every_page_row_and_comment(sandbox: NotionSandbox, db_url: str, tmp_path: Path) -> None:
+def test_tacit_sync_brings_every_page_row_and_comment(tacit: Tacit, sandbox: NotionSandbox, db_url: str,
+                                                      tmp_path: Path) -> None:
     config = write_config(tmp_path, db_url, TEAM_BLOCK + NotionHarness(sandbox).source_block("lumen", "platform"))
-    run = tacit(config, "sync", "lumen")
+    run = tacit("sync", "lumen", config=config)
     assert run.returncode == 0, run.stderr
     assert "lumen: 27 documents written" in run.stdout and "31 interactions" in run.stdout
     ctx = Context.load(config)
@@ -73,32 +65,33 @@ def test_tacit_sync_brings_every_page_row_and_comment(sandbox: NotionSandbox, db
     assert len(blocks) == 3 and all(t.messages[0]["text"] == "Is this still current?" for t in blocks)
 
     # The checkpoint is small and readable; a second run reads nothing.
-    show = tacit(config, "sources", "show", "lumen", "--json")
+    show = tacit("sources", "show", "lumen", "--json", config=config)
     assert show.returncode == 0, show.stderr
     detail = json.loads(show.stdout)
     assert detail["checkpoint"]["pages"] == 27 and detail["settings"]["token"] == "********"
     assert sandbox.token not in show.stdout
     before = sandbox.request_count
-    again = tacit(config, "sync", "lumen")
+    again = tacit("sync", "lumen", config=config)
     assert again.returncode == 0 and "0 documents written, 0 unchanged, 0 interactions" in again.stdout
     assert sandbox.request_count - before == 1 + 1 + 3  # check, one search page, one query per data source
 
 
-def test_tacit_sync_with_a_bad_token_fails_cleanly(sandbox: NotionSandbox, sqlite_url: str, tmp_path: Path) -> None:
+def test_tacit_sync_with_a_bad_token_fails_cleanly(tacit: Tacit, sandbox: NotionSandbox, sqlite_url: str,
+                                                   tmp_path: Path) -> None:
     block = NotionHarness(sandbox).source_block("lumen", "platform").replace(sandbox.token, "ntn_revoked_secret")
     config = write_config(tmp_path, sqlite_url, TEAM_BLOCK + block)
-    run = tacit(config, "sync", "lumen")
+    run = tacit("sync", "lumen", config=config)
     assert run.returncode == 1
     said = " ".join((run.stderr + run.stdout).split())
     assert "lumen: sync failed: AuthError: Notion refused the integration token (401 unauthorized)" in said
     assert "ntn_revoked_secret" not in run.stderr + run.stdout
-    show = json.loads(tacit(config, "sources", "show", "lumen", "--json").stdout)
+    show = json.loads(tacit("sources", "show", "lumen", "--json", config=config).stdout)
     assert show["status"] == "failing" and "401" in show["last_error"]
 
 
 @pytest.mark.slow
-def test_sigkilled_sync_resumes_with_nothing_missing_or_duplicated(sandbox: NotionSandbox, sqlite_url: str,
-                                                                  tmp_path: Path) -> None:
+def test_sigkilled_sync_resumes_with_nothing_missing_or_duplicated(tacit: Tacit, sandbox: NotionSandbox,
+                                                                   sqlite_url: str, tmp_path: Path) -> None:
     harness = NotionHarness(sandbox)
     config = write_config(tmp_path, sqlite_url, TEAM_BLOCK + harness.source_block("lumen", "platform"))
     env = {**os.environ, "TACIT_CONFIG": str(config)}
@@ -119,7 +112,7 @@ def test_sigkilled_sync_resumes_with_nothing_missing_or_duplicated(sandbox: Noti
     assert checkpoint and checkpoint["pages"] > 0  # a mark was committed with the records before it
 
     resumed_from = sandbox.request_count
-    run = tacit(config, "sync", "lumen")
+    run = tacit("sync", "lumen", config=config)
     assert run.returncode == 0, run.stderr
     assert sandbox.request_count - resumed_from < needed  # it resumed; it did not start over
     docs, threads, rows = stored(ctx)

@@ -247,3 +247,20 @@ def test_the_service_app_mounts_the_graph_routes(setup_factory: Callable[..., Se
         assert client.post("/webhooks/msgraph/m365/lifecycle", params={"validationToken": "t"}).text == "t"
         refused = client.post("/webhooks/msgraph/m365", json={"value": [{"clientState": "nope"}]})
         assert refused.status_code == 403
+
+
+def test_a_body_over_the_cap_is_refused_without_being_read_whole(setup_factory: Callable[..., Setup], sqlite_url: str,
+                                                                 post_in_chunks: Callable[..., Any]) -> None:
+    s = setup_factory(sqlite_url)
+    s.ctx.config.api.max_body_bytes = 4096
+    app = FastAPI()
+    app.state.ctx = s.ctx
+    app.include_router(hooks.router)
+    chunks = [b"x" * 1024] * 64  # 64 KiB, sent without a Content-Length
+    for path in ("/webhooks/msgraph/m365", "/webhooks/msgraph/m365/lifecycle"):
+        r = post_in_chunks(app, path, chunks, {"content-type": "application/json"})
+        assert r.status == 413 and "4096" in r.body["detail"], path
+        assert r.chunks_read == 5  # refused at the first chunk past the cap, the rest never read
+        declared = post_in_chunks(app, path, chunks,
+                                  {"content-type": "application/json", "content-length": str(64 * 1024)})
+        assert declared.status == 413 and declared.chunks_read == 0  # refused on the declared length alone

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,44 +16,12 @@ from connectors.base import (
     Failure,
     Interaction,
     Tombstone,
-    drive,
 )
-from connectors.http import HttpBudget
-from connectors.msgraph import GraphConnector, ids
-from connectors.msgraph.settings import GraphCheckpoint
+from connectors.msgraph import ids
 from connectors.sandbox.company import FACTS, facts_for
 from connectors.sandbox.graph import GraphSandbox, files
-from connectors.sandbox.graph.workspace import Workspace, add_bulk_files, build_company
-from tacit.config import SourceConfig
-
-
-@pytest.fixture
-def sandbox() -> Iterator[tuple[GraphSandbox, Workspace]]:
-    with GraphSandbox(page_size=6) as sb:
-        yield sb, build_company(sb)
-
-
-def connector(sb: GraphSandbox, ws: Workspace, team: str = "platform", *, static: bool = True,
-              **settings: Any) -> GraphConnector:
-    space = ws.teams[team]
-    auth: dict[str, Any] = ({"access_token": sb.static_token} if static else
-                            {"tenant_id": sb.tenant_id, "client_id": sb.client_id, "client_secret": sb.client_secret,
-                             "authority": sb.authority, "ca_bundle": sb.ca_file})
-    base: dict[str, Any] = {"sites": [space.site_ref], "mailboxes": [space.mailbox], "teams": [space.team_id],
-                            "mail_as_documents": True}
-    base.update(settings)
-    source = SourceConfig(name="m365", kind="msgraph", team="platform", base_url=sb.url, **auth, **base)
-    return GraphConnector(source, HttpBudget(f"test:{id(sb)}", rate=None))
-
-
-def records(items: list[Any]) -> dict[str, Any]:
-    return {r.external_id: r for r in items if isinstance(r, Document | Interaction | Tombstone)}
-
-
-def run(c: GraphConnector, checkpoint: GraphCheckpoint | None = None) -> tuple[list[Any], GraphCheckpoint]:
-    c.check()
-    items, cp = drive(c.sync(checkpoint))
-    return items, cp  # type: ignore[return-value]
+from connectors.sandbox.graph.workspace import Workspace, add_bulk_files
+from tests.connectors.harness_msgraph import connector, records, run
 
 
 def test_full_sync_brings_files_mail_and_teams_with_the_right_text(sandbox: tuple[GraphSandbox, Workspace]) -> None:

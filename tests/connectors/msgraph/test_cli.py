@@ -3,38 +3,30 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from connectors.sandbox.company import facts_for
 from connectors.sandbox.graph import GraphSandbox
-from connectors.sandbox.graph.workspace import Workspace, build_company
+from connectors.sandbox.graph.workspace import Workspace
 from tests.conftest import write_config
 from tests.connectors.harness_msgraph import source_toml
+
+#: The `tacit` fixture (conftest.py): the command line in a fresh process.
+Tacit = Callable[..., subprocess.CompletedProcess[str]]
 
 TEAMS = '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
 
 
-@pytest.fixture
-def sandbox() -> Iterator[tuple[GraphSandbox, Workspace]]:
-    with GraphSandbox(page_size=8) as sb:
-        yield sb, build_company(sb)
-
-
-def tacit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TACIT_CONFIG": str(cwd / "tacit.toml")}
-    return subprocess.run([sys.executable, "-m", "tacit.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+GRAPH_PAGE_SIZE = 8  # the `sandbox` fixture's page size (conftest.py)
 
 
 @pytest.mark.slow
-def test_tacit_sync_brings_files_mail_and_teams_threads(sandbox: tuple[GraphSandbox, Workspace], tmp_path: Path,
-                                                       db_url: str) -> None:
+def test_tacit_sync_brings_files_mail_and_teams_threads(tacit: Tacit, sandbox: tuple[GraphSandbox, Workspace],
+                                                       tmp_path: Path, db_url: str) -> None:
     sb, ws = sandbox
     write_config(tmp_path, db_url, TEAMS + source_toml(sb, ws, "m365", "platform"))
     proc = tacit("sync", "m365", cwd=tmp_path)
@@ -70,7 +62,7 @@ def test_tacit_sync_brings_files_mail_and_teams_threads(sandbox: tuple[GraphSand
     assert chat["metadata"]["channel"] == "Help"
 
 
-def test_bad_graph_settings_are_one_line_and_exit_2(tmp_path: Path, sqlite_url: str) -> None:
+def test_bad_graph_settings_are_one_line_and_exit_2(tacit: Tacit, tmp_path: Path, sqlite_url: str) -> None:
     write_config(tmp_path, sqlite_url, TEAMS + '[[sources]]\nname = "m365"\nkind = "msgraph"\nteam = "platform"\n'
                  'client_id = "abc"\nsites = ["contoso.sharepoint.com:/sites/eng"]\n')
     proc = tacit("sync", "m365", cwd=tmp_path)

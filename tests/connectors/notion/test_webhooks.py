@@ -26,12 +26,6 @@ TEAMS = '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
 
 
 @pytest.fixture
-def sandbox() -> Iterator[NotionSandbox]:
-    with NotionSandbox() as sb:
-        yield sb
-
-
-@pytest.fixture
 def wctx(make_ctx: Callable[..., Context], db_url: str, sandbox: NotionSandbox) -> Context:
     block = NotionHarness(sandbox).source_block("eng", "platform").replace('comments = "blocks"', 'comments = "pages"')
     return make_ctx(db_url, TEAMS + block)
@@ -216,3 +210,17 @@ def test_the_webhook_service_mounts_the_notion_route(wctx: Context) -> None:
     answer = client.post("/webhooks/notion/eng", json={"verification_token": "secret_from_notion"})
     assert answer.status_code == 200 and answer.json() == {"verified": "stored"}
     assert source_detail(wctx, "eng")["webhook"]["verification_token"] == "secret_from_notion"
+
+
+def test_a_body_over_the_cap_is_refused_without_being_read_whole(wctx: Context, post_in_chunks: Callable[..., Any]) -> None:
+    wctx.config.api.max_body_bytes = 4096
+    app = FastAPI()
+    app.state.ctx = wctx
+    app.include_router(router)
+    chunks = [b"x" * 1024] * 64  # 64 KiB, sent without a Content-Length
+    r = post_in_chunks(app, "/webhooks/notion/eng", chunks, {"content-type": "application/json"})
+    assert r.status == 413 and "4096" in r.body["detail"]
+    assert r.chunks_read == 5  # refused at the first chunk past the cap, the rest never read
+    declared = post_in_chunks(app, "/webhooks/notion/eng", chunks,
+                              {"content-type": "application/json", "content-length": str(64 * 1024)})
+    assert declared.status == 413 and declared.chunks_read == 0  # refused on the declared length alone

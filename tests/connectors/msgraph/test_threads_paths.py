@@ -7,7 +7,6 @@ builds folder paths from the folder items, by id, across incremental syncs and f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
@@ -17,14 +16,8 @@ from connectors.base import CheckpointExpired, CheckpointMark, Document, Failure
 from connectors.msgraph import ids
 from connectors.msgraph.settings import GraphCheckpoint
 from connectors.sandbox.graph import GraphSandbox, files
-from connectors.sandbox.graph.workspace import Workspace, build_company
-from tests.connectors.test_msgraph_sync import connector, records, run
-
-
-@pytest.fixture
-def sandbox() -> Iterator[tuple[GraphSandbox, Workspace]]:
-    with GraphSandbox(page_size=6) as sb:
-        yield sb, build_company(sb)
+from connectors.sandbox.graph.workspace import Workspace
+from tests.connectors.harness_msgraph import connector, records, run
 
 
 def get(sb: GraphSandbox, url: str) -> dict:

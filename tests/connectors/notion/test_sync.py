@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,12 +19,6 @@ from connectors.sandbox.notion import TEAMSPACES, NotionSandbox, build_workspace
 from tacit.config import SourceConfig
 
 _keys = itertools.count()
-
-
-@pytest.fixture
-def sandbox() -> Iterator[NotionSandbox]:
-    with NotionSandbox() as sb:
-        yield sb
 
 
 def make(sb: NotionSandbox, team: str = "platform", **settings: Any) -> NotionConnector:
