@@ -134,6 +134,14 @@ def _sse(ctx: Context, engine: Any, target: Target, body: ChatRequest, who: Call
     def event(data: dict[str, Any]) -> str:
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
+    admitted = True
+
+    def release() -> None:  # once: when the model is done, not when the client has read everything
+        nonlocal admitted
+        if admitted:
+            admitted = False
+            engine.admission.leave()
+
     try:
         yield event(chunk_body(cid, target.model, created, {"role": "assistant", "content": ""}, None))
         gen: Generation | None = None
@@ -144,18 +152,23 @@ def _sse(ctx: Context, engine: Any, target: Target, body: ChatRequest, who: Call
                 else:
                     yield event(chunk_body(cid, target.model, created, {"content": piece}, None))
         except ServingError as exc:  # the status line is sent: report it in the stream, as OpenAI does
+            release()
             yield event(exc.body())
             yield "data: [DONE]\n\n"
             return
         assert gen is not None
+        # The model's part is over: free its place before the last chunks, so a client that asks
+        # again as soon as it reads [DONE] is not turned away, and record the conversation before
+        # [DONE], so what the client has read is already stored.
+        release()
+        record(ctx, cid, target, body, gen, who)
         yield event(chunk_body(cid, target.model, created, {}, gen.finish_reason))
         if body.stream_options is not None and body.stream_options.include_usage:
             yield event(chunk_body(cid, target.model, created, {}, None,
                                    usage(gen.prompt_tokens, gen.completion_tokens), choices=False))
         yield "data: [DONE]\n\n"
-        record(ctx, cid, target, body, gen, who)
     finally:
-        engine.admission.leave()
+        release()
 
 
 @router.post("/feedback", summary="Rate or correct an answer; it trains the team's next refresh",
