@@ -34,7 +34,7 @@ from tacit.config import load_config  # noqa: E402
 from tacit.context import Context  # noqa: E402
 from tests.serving.helpers import add_version, free_port, serve_in_thread  # noqa: E402
 from training import base_models  # noqa: E402
-from training.data import chat_prompt_ids  # noqa: E402
+from training.selection import chat_prompt_ids  # noqa: E402
 from training.serving.engine import EmbeddedEngine  # noqa: E402
 from training.serving.keys import create_key  # noqa: E402
 

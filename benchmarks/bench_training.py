@@ -44,16 +44,8 @@ import torch.nn.functional as F  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from connectors.sandbox.company import FACTS, Fact  # noqa: E402
-from training.data import (  # noqa: E402
-    IGNORE,
-    MIN_REPLAY,
-    Seq,
-    Unit,
-    padded_waste_of_batches,
-    plan_epoch,
-    render,
-    replay_count,
-)
+from training.packing import IGNORE, Seq, Unit, padded_waste_of_batches, plan_epoch  # noqa: E402
+from training.selection import MIN_REPLAY, render, replay_count  # noqa: E402
 
 
 def say(text: str = "") -> None:
@@ -108,7 +100,7 @@ def _sync(device: torch.device) -> None:
 
 
 def run_packed(model: Any, steps: list[list[Seq]], device: torch.device, bf16: bool) -> float:
-    from training.data import pack
+    from training.packing import pack
     from training.recipe import forward_logprobs
 
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
-from training.data import Seq, Unit, pack, render, split_micro
 from training.modeling import forward_logits, greedy_continuations
+from training.packing import Seq, Unit, pack, split_micro
+from training.selection import render
 
 ANCHOR_PROMPTS = Path(__file__).parent / "probes" / "anchor_prompts.jsonl"
 ANCHOR_MAX_NEW_TOKENS = 80

@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from training.data import Seq, Unit, render
+from training.packing import Seq, Unit
+from training.selection import render
 
 #: Distilled sequences per refresh at most (a seeded sample of the study questions): each costs
 #: one teacher forward (cached) and trains like one more qa example.

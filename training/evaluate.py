@@ -48,10 +48,10 @@ import torch
 from pydantic import BaseModel, Field, ValidationError
 
 from tacit.config import ConfigError
-from training.data import render
 from training.matching import judge
 from training.modeling import greedy_continuations, sequence_logprobs
 from training.retrieval import BM25, stuffed_questions
+from training.selection import render
 
 PROBE = Path(__file__).parent / "probes" / "general.jsonl"
 LL_MARGIN = 0.01  # nats per answer token: smaller changes are noise

@@ -1,7 +1,7 @@
 """Forward passes and greedy generation over a causal LM: the helpers training, anchors and evaluation share.
 
 Everything here works on a model already loaded (`training.base_models`), with or without a LoRA
-adapter, on packed rows from `training.data`; nothing here trains or writes.
+adapter, on packed rows from `training.packing`; nothing here trains or writes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from training.data import IGNORE, Batch, Seq, pack, prompt_ids, split_micro
+from training.packing import IGNORE, Batch, Seq, pack, split_micro
+from training.selection import prompt_ids
 
 
 def forward_logits(model: Any, batch: Batch, device: torch.device, bf16: bool = False

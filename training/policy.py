@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 from db import models
 from tacit.config import TeamConfig
 from tacit.context import Context
-from training.data import Selection, knowledge_ids, select_examples
 from training.registry import active_version, versions
+from training.selection import Selection, knowledge_ids, select_examples
 
 LOCK_TTL_S = 900  # a Redis lock outlives a dead worker by at most this long; runs extend it
 

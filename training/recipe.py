@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
 from training.anchors import anchor_answers, anchor_targets, anchor_units, reference_topk
-from training.data import Seq, Unit, fingerprint, pack, plan_epoch, split_micro
 from training.distill import distill_loss
 from training.modeling import forward_logits, sequence_logprobs
+from training.packing import Seq, Unit, fingerprint, pack, plan_epoch, split_micro
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 CHECKPOINT = "checkpoint.pt"

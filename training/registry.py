@@ -21,8 +21,8 @@ from db import models
 from db.base import utcnow
 from tacit.context import Context
 from tacit.errors import AdapterStateError, NoAdapter, Refused
-from training.data import knowledge_ids, lineage_chain
 from training.export_readme import export_readme, peft_base_model
+from training.selection import knowledge_ids, lineage_chain
 
 STATUSES = ("training", "candidate", "active", "rejected", "retired", "failed")
 #: LoRA ranks vLLM accepts (`--max-lora-rank` choices); LoRAX accepts these too.

@@ -24,7 +24,6 @@ from tacit.config import TeamConfig
 from tacit.context import Context
 from tacit.errors import NoAdapter
 from training import base_models
-from training.data import Selection, held_out, padding_waste, plan_epoch, render_selection, team_examples
 from training.distill import distill_units
 from training.evaluate import (
     BaseCache,
@@ -35,10 +34,12 @@ from training.evaluate import (
     read_probe,
     read_qa_jsonl,
 )
+from training.packing import padding_waste, plan_epoch
 from training.policy import decide, team_lock
 from training.recipe import LoRARecipe, RecipeConfig, bf16_default, resolve_device
 from training.registry import _activate, active_version, next_version, version_dir
 from training.retrieval import team_chunk_texts
+from training.selection import Selection, held_out, render_selection, team_examples
 from training.serving.vllm import sync_team_quietly
 
 #: A refresh takes at least MIN_STEPS optimizer steps (more epochs over small data, up to

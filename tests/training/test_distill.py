@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from training.base_models import TINY, load_model, load_tokenizer
-from training.data import IGNORE, pack
 from training.distill import distill_loss, distill_pair, distill_units, teacher_question, topk_kl
+from training.packing import IGNORE, pack
 from training.recipe import LoRARecipe, RecipeConfig, forward_logits
 
 PASSAGE = "Backups of the Basalt cluster are kept for 35 days in the Oslo region."

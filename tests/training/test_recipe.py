@@ -10,14 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from training.base_models import TINY, load_model, load_tokenizer
-from training.data import IGNORE, Seq, Unit, pack, render
 from training.modeling import forward_logprobs
+from training.packing import IGNORE, Seq, Unit, pack
 from training.recipe import (
     LoRARecipe,
     RecipeConfig,
     TrainingError,
     assert_only_lora_trainable,
 )
+from training.selection import render
 
 QA = [("When does the deploy freeze start?", "Thursday at 16:00 UTC"), ("Which pipeline?", "Skylark"),
       ("What is the Postgres cluster called?", "Basalt"), ("How long are backups kept?", "35 days")]

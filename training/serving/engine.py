@@ -24,9 +24,9 @@ from sqlalchemy import select
 from db import models
 from tacit.config import InferenceConfig
 from training import base_models
-from training.data import chat_prompt_ids
 from training.recipe import resolve_device
 from training.registry import active_version
+from training.selection import chat_prompt_ids
 from training.serving.protocol import ChatRequest, Generation, QueueFull, ServingError, Target
 
 _MODEL_ID = re.compile(r"^(?P<team>[^@]+)(?:@(?P<version>\d{1,9}))?$")

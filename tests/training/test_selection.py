@@ -1,4 +1,4 @@
-"""Rendering (chat template, answer-only labels), packing and example selection."""
+"""Rendering (chat template, answer-only labels) and example selection (new, replay, retired)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,8 @@ from db import models
 from db.base import utcnow
 from tests.training.helpers import add_example, add_qa
 from training.base_models import TINY, load_tokenizer
-from training.data import (
-    IGNORE,
-    MIN_REPLAY,
-    Seq,
-    chat_segments,
-    pack,
-    padded_waste_of_batches,
-    padding_waste,
-    plan_epoch,
-    render,
-    replay_count,
-    select_examples,
-    shifted,
-    split_micro,
-)
+from training.packing import IGNORE, Seq
+from training.selection import MIN_REPLAY, chat_segments, render, replay_count, select_examples
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +20,6 @@ def tok():  # type: ignore[no-untyped-def]
 
 def trained_text(tok, seq: Seq) -> str:  # type: ignore[no-untyped-def]
     return tok.decode([t for t in seq.labels if t != IGNORE])
-
-
-def test_shifted_labels_predict_the_next_trained_token() -> None:
-    assert shifted([10, 11, 12, 13], [False, False, True, True]) == [IGNORE, 12, 13, IGNORE]
-    assert shifted([5], [True]) == [IGNORE]
 
 
 def test_qa_trains_on_the_answer_only(tok) -> None:  # type: ignore[no-untyped-def]
@@ -79,30 +61,6 @@ def test_preference_is_a_pair_with_the_prompt_masked(tok) -> None:  # type: igno
     assert render("preference", {"prompt": "x", "chosen": "", "rejected": "y"}, tok, 512) == []
 
 
-def test_pack_restarts_positions_and_keeps_pairs_together() -> None:
-    a = Seq([1, 2, 3], [2, 3, IGNORE])
-    b = Seq([4, 5], [5, IGNORE], "chosen")
-    c = Seq([6, 7], [7, IGNORE], "rejected")
-    batch = pack([a, b, c])
-    assert batch.position_ids == [0, 1, 2, 0, 1, 0, 1]
-    assert batch.seq_index == [0, 0, 0, 1, 1, 2, 2]
-    assert batch.labels == [2, 3, IGNORE, 5, IGNORE, 7, IGNORE]  # never across a boundary
-    assert split_micro([a, b, c], 4) == [[a], [b, c]]
-
-
-def test_plans_are_seeded_and_padding_free(tok) -> None:  # type: ignore[no-untyped-def]
-    units = [u for i in range(30) for u in render("qa", {"question": f"Q{i} " * (i % 7 + 1), "answer": "A"}, tok, 512)]
-    plan = plan_epoch(units, 256, seed=3, epoch=0)
-    assert plan == plan_epoch(units, 256, seed=3, epoch=0)
-    assert plan != plan_epoch(units, 256, seed=3, epoch=1)
-    assert sorted(i for step in plan for i in step) == list(range(30))
-    assert all(sum(units[i].tokens for i in step) <= 256 for step in plan)
-    rows = [[s for i in step for s in units[i].seqs] for step in plan]
-    assert padding_waste(rows) == 0.0
-    # The usual alternative, padding each sequence to the longest of its batch, wastes a lot more.
-    assert padded_waste_of_batches([[s for i in step for s in units[i].seqs] for step in plan]) > 2.0
-
-
 def test_replay_count_is_the_share_of_the_mix() -> None:
     assert replay_count(85, 0.15) == 15
     assert replay_count(0, 0.15) == 0
@@ -139,7 +97,7 @@ def test_selection_new_replay_and_retired(ctx) -> None:  # type: ignore[no-untyp
 
 
 def test_a_tiny_increment_replays_a_share_of_everything_learned(ctx) -> None:  # type: ignore[no-untyped-def]
-    from training.data import MIN_REPLAY_SHARE
+    from training.selection import MIN_REPLAY_SHARE
 
     old = add_qa(ctx, "platform", [(f"old question {i}?", f"answer {i}") for i in range(200)])
     with ctx.session() as session:
