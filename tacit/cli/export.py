@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from sqlalchemy import select
 
 from db import models
+from tacit.cli.shared import context
 from tacit.context import Context
 
 PAGE = 500
@@ -73,3 +77,40 @@ def _render(what: str, row: Any, team: str, sources: dict[int, str]) -> dict[str
                        "interaction_id": row.interaction_id},
         "created_at": _iso(row.created_at),
     }
+
+
+# ---------------------------------------------------------------------------- commands
+export_app = typer.Typer(no_args_is_help=True, help="Export the corpus and examples as JSONL on stdout.")
+
+
+def _export(what: str, team: str, include_deleted: bool = False) -> None:
+    ctx = context()
+    ctx.config.team(team)
+    for row in export_rows(ctx, what, team, include_deleted=include_deleted):
+        sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+
+
+@export_app.command("documents")
+def export_documents(team: Annotated[str, typer.Option("--team")],
+                     include_deleted: Annotated[bool, typer.Option("--include-deleted")] = False) -> None:
+    """Live documents (add tombstoned ones with --include-deleted)."""
+    _export("documents", team, include_deleted)
+
+
+@export_app.command("interactions")
+def export_interactions(team: Annotated[str, typer.Option("--team")],
+                        include_deleted: Annotated[bool, typer.Option("--include-deleted")] = False) -> None:
+    """Comments, threads, chats and feedback."""
+    _export("interactions", team, include_deleted)
+
+
+@export_app.command("chunks")
+def export_chunks(team: Annotated[str, typer.Option("--team")]) -> None:
+    """Live chunks with their heading paths."""
+    _export("chunks", team)
+
+
+@export_app.command("examples")
+def export_examples(team: Annotated[str, typer.Option("--team")]) -> None:
+    """Training examples: kind, payload and provenance."""
+    _export("examples", team)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tacit.cli.app import context, fail
+from tacit.cli.shared import context, fail
 from tacit.cli.progress import console, out
 from training.serving.keys import create_key, list_keys, revoke_key
 
