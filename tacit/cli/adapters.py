@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from tacit.cli.progress import out
-from tacit.cli.shared import ForceOption, JsonOption, context, emit_json, warn
+from tacit.cli.shared import ForceOption, JsonOption, TeamArgument, context, emit_json, warn
 from training import registry as adapter_registry
 from training.serving.vllm import sync_team_quietly
 
@@ -18,7 +18,7 @@ adapters_app = typer.Typer(no_args_is_help=True, help="A team's adapter versions
 
 
 @adapters_app.command("list")
-def adapters_list(team: str, as_json: JsonOption = False) -> None:
+def adapters_list(team: TeamArgument, as_json: JsonOption = False) -> None:
     """A team's adapter versions."""
     ctx = context()
     ctx.config.team(team)
@@ -38,15 +38,20 @@ def adapters_list(team: str, as_json: JsonOption = False) -> None:
 
 
 @adapters_app.command("show")
-def adapters_show(team: str, version: Annotated[int | None, typer.Argument()] = None) -> None:
-    """One version (the active one by default): metrics, lineage, flags."""
+def adapters_show(team: TeamArgument, version: Annotated[int | None, typer.Argument()] = None,
+                  as_json: JsonOption = False) -> None:
+    """One version (the active one by default): metrics, lineage, flags, as JSON (one line with --json)."""
     ctx = context()
     ctx.config.team(team)
-    out.print_json(json.dumps(adapter_registry.show_version(ctx, team, version), default=str))
+    data = adapter_registry.show_version(ctx, team, version)
+    if as_json:
+        emit_json(data)
+    else:
+        out.print_json(json.dumps(data, default=str))
 
 
 @adapters_app.command("promote")
-def adapters_promote(team: str, version: int, force: ForceOption = False) -> None:
+def adapters_promote(team: TeamArgument, version: int, force: ForceOption = False) -> None:
     """Make a version the active one."""
     ctx = context()
     ctx.config.team(team)
@@ -55,7 +60,7 @@ def adapters_promote(team: str, version: int, force: ForceOption = False) -> Non
 
 
 @adapters_app.command("rollback")
-def adapters_rollback(team: str, force: ForceOption = False) -> None:
+def adapters_rollback(team: TeamArgument, force: ForceOption = False) -> None:
     """Go back to the previously active version."""
     ctx = context()
     ctx.config.team(team)
@@ -71,7 +76,7 @@ def _sync_inference(ctx: Any, team: str) -> None:
 
 
 @adapters_app.command("export")
-def adapters_export(team: str, dest: Annotated[Path, typer.Argument(help="Folder to write.")],
+def adapters_export(team: TeamArgument, dest: Annotated[Path, typer.Argument(help="Folder to write.")],
                     version: Annotated[int | None, typer.Option(help="Default: the active one.")] = None,
                     force: ForceOption = False) -> None:
     """Export a version as a PEFT directory that vLLM and LoRAX load."""

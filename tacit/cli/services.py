@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,8 @@ import typer
 
 from tacit.cli.shared import context, state
 from tacit.errors import UsageError
+from tacit.logs import ENV as LOG_FORMAT_ENV
+from tacit.logs import configure_logging
 from tacit.multiproc import prepare_multiprocess_metrics
 
 services_app = typer.Typer()
@@ -33,8 +36,12 @@ def serve(
         os.environ["TACIT_CONFIG"] = str(Path(state["config"]).resolve())
     elif ctx.config.path:
         os.environ["TACIT_CONFIG"] = str(ctx.config.path)
+    json_logs = state["log_format"] == "json"
+    os.environ[LOG_FORMAT_ENV] = state["log_format"]  # worker processes set up their logging from it
+    # JSON lines: uvicorn's loggers keep their levels but write through the root's JSON handler.
+    extra = {"log_config": None} if json_logs else {}
     uvicorn.run("ingestion.api.app:create_app", factory=True, host=host or ctx.config.api.host,
-                port=port or ctx.config.api.port, workers=workers, log_level="info")
+                port=port or ctx.config.api.port, workers=workers, log_level="info", **extra)
 
 
 @services_app.command()
@@ -60,6 +67,15 @@ def worker(
         if q not in QUEUES:
             raise UsageError(f"unknown queue {q!r} (known: {', '.join(QUEUES)})")
     configure(celery_app, ctx.config)
+    if state["log_format"] == "json":
+        from celery.signals import setup_logging
+
+        # A receiver of `setup_logging` replaces Celery's own set-up: its records become JSON lines.
+        @setup_logging.connect(weak=False)
+        def _json_logs(loglevel: int | str | None = None, **_: object) -> None:
+            configure_logging(logging.getLevelName(loglevel) if isinstance(loglevel, str) else loglevel or logging.INFO,
+                              "json")
+
     argv = ["worker", "-Q", queues, "--loglevel=INFO", f"--concurrency={concurrency}", "--without-gossip",
             "--without-mingle"]
     if beat:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -16,11 +15,19 @@ import typer
 from ingestion.worker.tasks import set_context
 from tacit.cli.progress import console
 from tacit.context import Context
+from tacit.errors import UsageError
 
-#: Global options of the root command (`--config`), set before any command runs.
-state: dict[str, Path | None] = {"config": None}
+#: Global options of the root command (`--config`, `--log-format`), set before any command runs.
+state: dict[str, Any] = {"config": None, "log_format": "text"}
 
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout (progress and logs on stderr).")]
+#: Every command names its team the same way: the first argument, `tacit <command> TEAM …`.
+TeamArgument = Annotated[str, typer.Argument(metavar="TEAM", help="The team, as named in tacit.toml.", show_default=False)]
+#: The same, where the deprecated `--team NAME` may stand instead (see `pick_team`).
+TeamOrOption = Annotated[str | None, typer.Argument(metavar="TEAM", help="The team, as named in tacit.toml.",
+                                                    show_default=False)]
+#: The old spelling of some commands (`--team NAME`), still accepted with a warning.
+DeprecatedTeamOption = Annotated[str | None, typer.Option("--team", hidden=True)]
 ForceOption = Annotated[bool, typer.Option("--force", help="Even if the version carries documents deleted at "
                                                            "their source (recorded as an override).")]
 
@@ -38,9 +45,21 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
 def emit_json(data: Any) -> None:
     """Write `data` as one JSON document on stdout: the whole output of a `--json` command."""
     sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+
+
+def pick_team(positional: str | None, option: str | None, command: str, *, required: bool = True) -> str | None:
+    """The team named first (`tacit COMMAND TEAM`), or by the deprecated `--team` (with a warning)."""
+    if option is not None:
+        if positional is not None and positional != option:
+            raise UsageError(f"two teams named ({positional!r} and --team {option!r}); name one: tacit {command} TEAM")
+        warn(f"--team is deprecated; name the team first: tacit {command} {option}")
+        return option
+    if positional is None and required:
+        raise UsageError(f"missing team: tacit {command} TEAM")
+    return positional

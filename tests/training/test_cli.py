@@ -80,9 +80,9 @@ def test_train_adapters_and_ask_from_the_command_line(capsys, sqlite_url, tmp_pa
     assert code == 0 and base_out != out  # the adapter changes the answer
 
     code, _, err = run(capsys, "adapters", "show", "platform", "7")
-    assert code == 2 and err.strip() == "tacit: team platform has no adapter version 7"
+    assert code == 4 and err.strip() == "tacit: team platform has no adapter version 7"
     code, _, err = run(capsys, "ask", "support", "Which helpdesk?")
-    assert code == 2 and "team support has no active adapter yet" in err
+    assert code == 4 and "team support has no active adapter yet" in err
 
 
 def test_missing_base_model_is_one_line(capsys, sqlite_url, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
