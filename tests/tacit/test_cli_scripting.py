@@ -139,8 +139,9 @@ def test_doctor_passes_on_a_ready_installation_and_names_each_failure(tacit: Tac
         (other / "tacit.toml").write_text(broken)
         proc = tacit("doctor", config=other / "tacit.toml")
     assert proc.returncode == 1
-    failures = proc.stderr.splitlines()
-    assert [line.split(":")[0] for line in failures] == ["tacit doctor"] * 5, proc.stderr
+    # (logs, such as the rate budget falling back from the dead Redis, may come between)
+    failures = [line for line in proc.stderr.splitlines() if line.startswith("tacit doctor: ")]
+    assert len(failures) == 5, proc.stderr
     named = "\n".join(failures)
     for needle in ("database: schema at no migration", "broker: redis://127.0.0.1", "base model no-such-model",
                    "source lumen: notion: credentials refused", "public URL: http://127.0.0.1"):
