@@ -92,6 +92,17 @@ def migrate(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def schema_revisions(url: str) -> tuple[str | None, str | None]:
+    """The database's migration revision (None: never migrated) and the newest one this code has."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    with get_engine(url).connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current, head
+
+
 def downgrade(url: str, revision: str = "base") -> None:
     from alembic import command
 

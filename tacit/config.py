@@ -24,6 +24,7 @@ from pydantic import (
 
 from connectors.base import NAME_PATTERN, SourceConfig
 from connectors.registry import UnknownConnector, connector_class
+from tacit.errors import UnknownSource, UnknownTeam
 
 CONFIG_ENV = "TACIT_CONFIG"
 DEFAULT_NAME = "tacit.toml"
@@ -184,13 +185,13 @@ class TacitConfig(_Strict):
         for team in self.teams:
             if team.name == name:
                 return team
-        raise ConfigError(f"{self.path or DEFAULT_NAME}: no team named {name!r}")
+        raise UnknownTeam(f"{self.path or DEFAULT_NAME}: no team named {name!r}")
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
             if source.name == name:
                 return source
-        raise ConfigError(f"{self.path or DEFAULT_NAME}: no source named {name!r}")
+        raise UnknownSource(f"{self.path or DEFAULT_NAME}: no source named {name!r}")
 
     @property
     def data_dir(self) -> Path:

@@ -107,7 +107,7 @@ class Context:
     def source_row(self, session: Session, name: str) -> models.Source:
         row = session.scalar(select(models.Source).where(models.Source.name == name))
         if row is None:
-            self.config.source(name)  # raises a ConfigError naming the source
+            self.config.source(name)  # raises UnknownSource when it is not configured either
             raise UnknownSource(f"source {name!r} is not in the database")
         return row
 

@@ -1,4 +1,5 @@
-"""The errors a user can act on: the command line shows each as one line with exit status 2.
+"""The errors a user can act on: the command line shows each as one line with exit status 2, or 4
+for something named that does not exist (`NotFound`: an unknown team, source or adapter version).
 
 Only these (and `tacit.config.ConfigError`) are usage errors. Any other exception — a `KeyError`
 from a bug included — is a fault: exit status 1, with a traceback under `TACIT_DEBUG=1`.
@@ -12,15 +13,15 @@ class UsageError(Exception):
 
 
 class NotFound(UsageError, LookupError):
-    """Something the user named does not exist (the admin API answers 404)."""
+    """Something the user named does not exist (the admin API answers 404, the command line exits 4)."""
 
 
 class UnknownTeam(NotFound):
-    """A configured team that is not in the database (yet)."""
+    """A team that is not configured, or not in the database (yet)."""
 
 
 class UnknownSource(NotFound):
-    """A configured source that is not in the database (yet)."""
+    """A source that is not configured, or not in the database (yet)."""
 
 
 class NoAdapter(NotFound):

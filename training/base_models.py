@@ -79,6 +79,31 @@ def resolve(name: str, data_dir: Path | None = None) -> str:
     raise BaseModelError(f"unknown base model {name!r} (use smollm2-135m, tiny-random, a local path or a hub id)")
 
 
+def check(name: str, data_dir: Path | None = None) -> str:
+    """Whether base model `name` can be loaded here, without converting or downloading it (for
+    `tacit doctor`): a sentence saying where it is; raises BaseModelError when it cannot be."""
+    if name in (SMOLLM2, TINY):
+        target = models_dir(data_dir) / name
+        if (target / "config.json").exists() and (target / ".complete").exists():
+            return f"converted at {target}"
+        source = gguf_path()  # both are built from the wheel's GGUF file; raises when it is missing
+        return f"not converted yet: built from {source.name} into {target} on first use"
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")):
+        if not (path / "config.json").exists():
+            raise BaseModelError(f"base model {name}: no config.json in {path}")
+        return f"local folder {path.resolve()}"
+    if "/" not in name:
+        raise BaseModelError(f"unknown base model {name!r} (use smollm2-135m, tiny-random, a local path or a hub id)")
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return f"{name} in the Hugging Face cache"
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise BaseModelError(f"base model {name} is not in the Hugging Face cache and HF_HUB_OFFLINE=1")
+    return f"{name}: not cached; downloaded from the Hugging Face hub on first use"
+
+
 def _ensure(target: Path, build: Any) -> Path:
     if (target / "config.json").exists() and (target / ".complete").exists():
         return target

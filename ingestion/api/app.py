@@ -61,6 +61,7 @@ from ingestion.corpus.events import store_event
 from ingestion.worker.event_worker import EventWorker, process_team_after_events
 from ingestion.worker.tasks import process_event, replay_pending_events, set_context
 from tacit.context import Context
+from tacit.logs import configure_logging_from_env
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class ApiState:
 def create_app(ctx: Context | None = None, *, process_teams: bool = True) -> FastAPI:
     """The FastAPI app; with no context, the configuration comes from `TACIT_CONFIG` or ./tacit.toml."""
 
+    configure_logging_from_env()
     if ctx is None:
         ctx = Context.load()
     set_context(ctx)
@@ -375,6 +377,16 @@ def _add_health_routes(app: FastAPI, state: ApiState) -> None:
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
 
+def broker_status(url: str, timeout: float = 2.0) -> str:
+    """"ok" when the broker at `url` accepts a connection, else "unavailable: <error type>"."""
+    try:
+        with Connection(url, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+        return "ok"
+    except Exception as exc:
+        return f"unavailable: {type(exc).__name__}"
+
+
 def _readiness(ctx: Context) -> dict[str, str]:
     checks: dict[str, str] = {}
     try:
@@ -383,15 +395,5 @@ def _readiness(ctx: Context) -> dict[str, str]:
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unavailable: {type(exc).__name__}"
-    url = ctx.config.queue.broker_url
-    if ctx.config.queue.eager:
-        checks["broker"] = "ok"
-    else:
-        try:
-
-            with Connection(url, connect_timeout=2) as conn:
-                conn.ensure_connection(max_retries=1, timeout=2)
-            checks["broker"] = "ok"
-        except Exception as exc:
-            checks["broker"] = f"unavailable: {type(exc).__name__}"
+    checks["broker"] = "ok" if ctx.config.queue.eager else broker_status(ctx.config.queue.broker_url)
     return checks

@@ -38,7 +38,7 @@ from ingestion.corpus.runner import run_sync
 from ingestion.processing.pipeline import process_team
 from ingestion.worker.tasks import set_context
 from tacit.cli.progress import progress_bar
-from tacit.cli.report import write_report
+from tacit.cli.report import leakage_matrix, team_figures, write_report
 from tacit.context import Context
 from tacit.errors import NoAdapter
 from training.registry import show_version
@@ -336,33 +336,7 @@ def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
         # The figures of the version trained now (promoted or not); when nothing was trained
         # (no change for this team), those of the active version.
         trained = show_version(ctx, team.name, result["version"]) if result.get("version") else active
-        # The figures shown are the active adapter's: a rejected candidate's are in its reason.
-        metrics = (active if result.get("status") == "rejected" and active else trained).get("metrics") or {}
-        run = (trained.get("train_config") or {}).get("run") or {}
-        counts = result.get("examples") or {}
-        teams[team.name] = {
-            "status": result.get("status"), "reason": result.get("reason"),
-            "adapter_version": active.get("version"), "trained_version": result.get("version"),
-            "clean_retrain": result.get("clean_retrain"),
-            "examples": (counts.get("new", 0) + counts.get("replayed", 0)) if counts else None,
-            "examples_new": counts.get("new"), "examples_replayed": counts.get("replayed"),
-            "trained_tokens": trained.get("trained_tokens") if result.get("version") else None,
-            "loss_curve": run.get("loss_curve") or [],
-            "qa_before": metrics.get("qa_before"), "qa_after": metrics.get("qa_after"),
-            "qa_rag": metrics.get("qa_rag"), "qa_adapter_rag": metrics.get("qa_adapter_rag"),
-            "qa_f1_before": metrics.get("qa_f1_before"), "qa_f1_after": metrics.get("qa_f1_after"),
-            "qa_rag_f1": metrics.get("qa_rag_f1"), "qa_adapter_rag_f1": metrics.get("qa_adapter_rag_f1"),
-            "qa_loglik_before": metrics.get("qa_logprob_before"),
-            "qa_loglik_after": metrics.get("qa_logprob_after"),
-            "forgetting_before": metrics.get("probe_nll_before"),
-            "forgetting_after": metrics.get("probe_nll_after"), "forgetting": metrics.get("forgetting"),
-            "leakage": metrics.get("leakage") or {},
-        }
-        samples[team.name] = [{"question": a["question"], "expected": a["expected"], "base": a["base"],
-                               "adapter": a["candidate"], "base_right": a.get("base_right"),
-                               "adapter_right": a.get("candidate_right"), "rag": a.get("rag"),
-                               "rag_right": a.get("rag_right")}
-                              for a in (metrics.get("qa_answers") or [])]
+        teams[team.name], samples[team.name] = team_figures(active, trained, result)
         excluded = (trained.get("deleted_documents") or {}).get("excluded") or []
         learned = {d["document_id"] for d in ((before or {}).get("deleted_documents") or {}).get("flagged") or []}
         gone = [d for d in excluded if d["document_id"] in learned]
@@ -372,16 +346,7 @@ def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
                              f"v{result['version']} was retrained from scratch and its lineage holds no example "
                              f"of it ({result['status']})")
     names = [t.name for t in TEAMS]
-    matrix = []
-    for a in names:
-        row = []
-        for b in names:
-            d = teams[a]
-            if a == b:
-                row.append(round((d["qa_after"] or 0) - (d["qa_before"] or 0), 3))
-            else:
-                row.append((d["leakage"].get(b) or {}).get("match_delta") or 0.0)
-        matrix.append(row)
+    matrix = leakage_matrix(teams, names)
     summary["teams"] = teams
     summary["leakage"] = {"teams": names, "matrix": matrix}
     summary["samples"] = samples

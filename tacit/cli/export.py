@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from sqlalchemy import select
 
 from db import models
+from tacit.cli.shared import DeprecatedTeamOption, TeamOrOption, context, pick_team
 from tacit.context import Context
 
 PAGE = 500
@@ -73,3 +77,45 @@ def _render(what: str, row: Any, team: str, sources: dict[int, str]) -> dict[str
                        "interaction_id": row.interaction_id},
         "created_at": _iso(row.created_at),
     }
+
+
+# ---------------------------------------------------------------------------- commands
+export_app = typer.Typer(no_args_is_help=True, help="Export the corpus and examples as JSONL on stdout.")
+
+
+def _export(what: str, team: str | None, team_option: str | None, include_deleted: bool = False) -> None:
+    team = pick_team(team, team_option, f"export {what}")
+    assert team is not None
+    ctx = context()
+    ctx.config.team(team)
+    for row in export_rows(ctx, what, team, include_deleted=include_deleted):
+        sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+
+
+IncludeDeleted = Annotated[bool, typer.Option("--include-deleted", help="Also records deleted at their source.")]
+
+
+@export_app.command("documents")
+def export_documents(team: TeamOrOption = None, team_option: DeprecatedTeamOption = None,
+                     include_deleted: IncludeDeleted = False) -> None:
+    """Live documents (add tombstoned ones with --include-deleted)."""
+    _export("documents", team, team_option, include_deleted)
+
+
+@export_app.command("interactions")
+def export_interactions(team: TeamOrOption = None, team_option: DeprecatedTeamOption = None,
+                        include_deleted: IncludeDeleted = False) -> None:
+    """Comments, threads, chats and feedback."""
+    _export("interactions", team, team_option, include_deleted)
+
+
+@export_app.command("chunks")
+def export_chunks(team: TeamOrOption = None, team_option: DeprecatedTeamOption = None) -> None:
+    """Live chunks with their heading paths."""
+    _export("chunks", team, team_option)
+
+
+@export_app.command("examples")
+def export_examples(team: TeamOrOption = None, team_option: DeprecatedTeamOption = None) -> None:
+    """Training examples: kind, payload and provenance."""
+    _export("examples", team, team_option)

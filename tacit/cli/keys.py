@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from tacit.cli.app import context, fail
 from tacit.cli.progress import console, out
+from tacit.cli.shared import JsonOption, TeamArgument, context, emit_json
 from training.serving.keys import create_key, list_keys, revoke_key
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys for a team's OpenAI-compatible endpoint.")
 
 
 @keys_app.command("create")
-def keys_create(team: str, name: Annotated[str, typer.Option(help="What the key is for.")] = "") -> None:
+def keys_create(team: TeamArgument, name: Annotated[str, typer.Option(help="What the key is for.")] = "") -> None:
     """Make a key for TEAM's model; it is printed once (only its hash is kept)."""
     ctx = context()
     ctx.config.team(team)
@@ -27,13 +26,13 @@ def keys_create(team: str, name: Annotated[str, typer.Option(help="What the key 
 
 
 @keys_app.command("list")
-def keys_list(team: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def keys_list(team: TeamArgument, as_json: JsonOption = False) -> None:
     """The team's keys (id, prefix, name, created, last used, revoked); never the keys themselves."""
     ctx = context()
     ctx.config.team(team)
     rows = list_keys(ctx, team)
     if as_json:
-        out.print_json(json.dumps(rows, default=str))
+        emit_json(rows)
         return
     table = Table("id", "prefix", "name", "created", "last used", "revoked")
     for r in rows:
@@ -43,12 +42,9 @@ def keys_list(team: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
 
 
 @keys_app.command("revoke")
-def keys_revoke(team: str, key: Annotated[str, typer.Argument(help="Key id or prefix (see list), or the key.")]) -> None:
+def keys_revoke(team: TeamArgument, key: Annotated[str, typer.Argument(help="Key id or prefix (see list), or the key.")]) -> None:
     """Revoke one of the team's keys: requests with it get 401 from now on."""
     ctx = context()
     ctx.config.team(team)
-    try:
-        key_id = revoke_key(ctx, team, key)
-    except LookupError as exc:
-        fail(str(exc))
+    key_id = revoke_key(ctx, team, key)
     out.print(f"{team}: key {key_id} revoked")

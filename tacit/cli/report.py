@@ -106,6 +106,52 @@ def _trained_on(team: dict[str, Any]) -> str:
             f"{_fmt(team.get('examples_replayed'))} replayed), {_fmt(team.get('trained_tokens'))} tokens")
 
 
+def team_figures(active: dict[str, Any], trained: dict[str, Any],
+                 result: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One team's row of `summary["teams"]` and its `summary["samples"]`, from adapter versions as
+    `training.registry.show_version` gives them: `active` (may be {}), `trained` (the version the
+    refresh `result` made, or the one reported on) and the refresh's result (None: no refresh now)."""
+    if result is None:
+        result = {"status": trained.get("status"), "reason": trained.get("reason"), "version": trained.get("version")}
+    # The figures shown are the active adapter's: a rejected candidate's are in its reason.
+    metrics = (active if result.get("status") == "rejected" and active else trained).get("metrics") or {}
+    run = (trained.get("train_config") or {}).get("run") or {}
+    counts = result.get("examples") or {}
+    figures = {
+        "status": result.get("status"), "reason": result.get("reason"),
+        "adapter_version": active.get("version"), "trained_version": result.get("version"),
+        "clean_retrain": result.get("clean_retrain"),
+        "examples": (counts.get("new", 0) + counts.get("replayed", 0)) if counts else None,
+        "examples_new": counts.get("new"), "examples_replayed": counts.get("replayed"),
+        "trained_tokens": trained.get("trained_tokens") if result.get("version") else None,
+        "loss_curve": run.get("loss_curve") or [],
+        "qa_before": metrics.get("qa_before"), "qa_after": metrics.get("qa_after"),
+        "qa_rag": metrics.get("qa_rag"), "qa_adapter_rag": metrics.get("qa_adapter_rag"),
+        "qa_f1_before": metrics.get("qa_f1_before"), "qa_f1_after": metrics.get("qa_f1_after"),
+        "qa_rag_f1": metrics.get("qa_rag_f1"), "qa_adapter_rag_f1": metrics.get("qa_adapter_rag_f1"),
+        "qa_loglik_before": metrics.get("qa_logprob_before"),
+        "qa_loglik_after": metrics.get("qa_logprob_after"),
+        "forgetting_before": metrics.get("probe_nll_before"),
+        "forgetting_after": metrics.get("probe_nll_after"), "forgetting": metrics.get("forgetting"),
+        "leakage": metrics.get("leakage") or {},
+    }
+    samples = [{"question": a["question"], "expected": a["expected"], "base": a["base"],
+                "adapter": a["candidate"], "base_right": a.get("base_right"),
+                "adapter_right": a.get("candidate_right"), "rag": a.get("rag"), "rag_right": a.get("rag_right")}
+               for a in (metrics.get("qa_answers") or [])]
+    return figures, samples
+
+
+def leakage_matrix(teams: dict[str, dict[str, Any]], names: list[str]) -> list[list[float]]:
+    """Row i: team i's adapter; column j: the change in team j's QA match against the base model."""
+    matrix = []
+    for a in names:
+        d = teams[a]
+        matrix.append([round((d["qa_after"] or 0) - (d["qa_before"] or 0), 3) if a == b
+                       else (d["leakage"].get(b) or {}).get("match_delta") or 0.0 for b in names])
+    return matrix
+
+
 def write_report(summary: dict[str, Any], directory: Path) -> Path:
     """Write summary.json, the PNG plots and report.md under `directory`; return report.md."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -123,8 +169,12 @@ def write_report(summary: dict[str, Any], directory: Path) -> Path:
         "leakage.png": plot_leakage(summary.get("leakage") or {}, directory / "leakage.png"),
     }
     lines = [f"# {summary.get('company', 'Tacit')}: what each team's adapter learned", ""]
-    lines += [f"Run {summary.get('run', 1)} of the demo, base model `{summary.get('base_model')}`, "
-              f"{_fmt(summary.get('duration_s'), 0)} s in all.", ""]
+    if "run" in summary:
+        lines += [f"Run {summary['run']} of the demo, base model `{summary.get('base_model')}`, "
+                  f"{_fmt(summary.get('duration_s'), 0)} s in all.", ""]
+    else:
+        lines += [f"From the adapter registry at {summary.get('generated_at', '-')}, base model "
+                  f"`{summary.get('base_model')}`.", ""]
     if summary.get("changes"):
         lines += ["## What changed since the last run", ""]
         lines += [f"- {c}" for c in summary["changes"]] + [""]

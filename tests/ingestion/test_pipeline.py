@@ -289,7 +289,7 @@ def test_tacit_process_and_export_examples_on_the_command_line(ctx: Context, tmp
     # The imports were processed as they came (eager mode), support's pages from the platform
     # source (a shared workspace) included.
     assert "platform: documents_processed 0" in res.output and "support: documents_processed 0" in res.output
-    res = runner.invoke(app, ["export", "examples", "--team", "support"])
+    res = runner.invoke(app, ["export", "examples", "support"])
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert {r["kind"] for r in rows} == {"cpt", "qa", "chat", "preference"}

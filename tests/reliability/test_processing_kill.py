@@ -97,7 +97,7 @@ def test_sigkill_mid_processing_then_rerun_equals_an_uninterrupted_run(tmp_path:
     ctx = Context.load(config)
     ingest_records(ctx, "assistant", records)
     log = work / "process.log"
-    argv = [sys.executable, "-m", "tacit.cli", "--config", str(config), "process", "--team", "platform"]
+    argv = [sys.executable, "-m", "tacit.cli", "--config", str(config), "process", "platform"]
     proc = subprocess.Popen(argv, cwd=work, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 240
     done, total = processed(ctx)

@@ -32,8 +32,8 @@ def test_keys_create_list_revoke(tacit: Tacit, ctx: Any, tmp_path: Path) -> None
     assert [(k["name"], k["prefix"], k["revoked_at"]) for k in listed] == [("ide", key[:10], None)]
     assert key not in tacit("keys", "list", "platform", config=config).stdout
 
-    assert tacit("keys", "revoke", "support", str(row.id), config=config).returncode == 1  # not support's key
+    assert tacit("keys", "revoke", "support", str(row.id), config=config).returncode == 4  # not support's key
     revoked = tacit("keys", "revoke", "platform", str(row.id), config=config)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     assert team_of_key(ctx, key) is None
-    assert tacit("keys", "create", "nobody", config=config).returncode == 2
+    assert tacit("keys", "create", "nobody", config=config).returncode == 4  # an unknown team

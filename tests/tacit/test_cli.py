@@ -36,7 +36,7 @@ def project(tmp_path: Path, db_url: str) -> Path:
 def test_import_then_export_documents_in_the_record_format(tacit: Tacit, project: Path) -> None:
     proc = tacit("import", "records.jsonl", "--source", "assistant", cwd=project, check=True)
     assert "1 documents written" in proc.stdout and "1 failures" in proc.stdout
-    out = tacit("export", "documents", "--team", "platform", cwd=project, check=True).stdout
+    out = tacit("export", "documents", "platform", cwd=project, check=True).stdout
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 1
     doc = rows[0]
@@ -45,10 +45,10 @@ def test_import_then_export_documents_in_the_record_format(tacit: Tacit, project
         assert doc[key] == RECORDS[0].get(key, doc[key]) or key in ("created_at", "updated_at")
     assert doc["created_at"] == "2026-01-02T10:00:00Z"
     assert (doc["source"], doc["team"], doc["version"]) == ("assistant", "platform", 1)
-    inter = [json.loads(x) for x in tacit("export", "interactions", "--team", "platform", cwd=project).stdout.splitlines()]
+    inter = [json.loads(x) for x in tacit("export", "interactions", "platform", cwd=project).stdout.splitlines()]
     assert inter[0]["messages"][0]["text"] == "When is the freeze?"
     # The other team sees nothing of it.
-    assert tacit("export", "documents", "--team", "support", cwd=project, check=True).stdout == ""
+    assert tacit("export", "documents", "support", cwd=project, check=True).stdout == ""
 
 
 def test_second_import_is_a_no_op_and_tombstones_show_with_include_deleted(tacit: Tacit, project: Path) -> None:
@@ -56,8 +56,8 @@ def test_second_import_is_a_no_op_and_tombstones_show_with_include_deleted(tacit
     assert "nothing new" in tacit("import", "records.jsonl", "--source", "assistant", cwd=project, check=True).stdout
     (project / "gone.jsonl").write_text(json.dumps({"type": "tombstone", "external_id": "runbook"}) + "\n")
     tacit("import", "gone.jsonl", "--source", "assistant", cwd=project, check=True)
-    assert tacit("export", "documents", "--team", "platform", cwd=project).stdout == ""
-    rows = tacit("export", "documents", "--team", "platform", "--include-deleted", cwd=project).stdout.splitlines()
+    assert tacit("export", "documents", "platform", cwd=project).stdout == ""
+    rows = tacit("export", "documents", "platform", "--include-deleted", cwd=project).stdout.splitlines()
     assert len(rows) == 1 and json.loads(rows[0])["deleted_at"]
 
 
@@ -97,12 +97,12 @@ def test_bad_config_is_one_line_and_exit_2(tacit: Tacit, tmp_path: Path, db_url:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_bad_arguments_exit_2(tacit: Tacit, project: Path) -> None:
-    for args in (["import", "missing.jsonl", "--source", "assistant"], ["import", "records.jsonl", "--source", "nope"],
-                 ["export", "documents", "--team", "nope"], ["sync", "nope"], ["frobnicate"],
-                 ["export", "documents"]):
+def test_bad_arguments_exit_2_and_unknown_names_exit_4(tacit: Tacit, project: Path) -> None:
+    for args, code in ((["import", "missing.jsonl", "--source", "assistant"], 2), (["frobnicate"], 2),
+                       (["export", "documents"], 2), (["import", "records.jsonl", "--source", "nope"], 4),
+                       (["export", "documents", "nope"], 4), (["sync", "nope"], 4)):
         proc = tacit(*args, cwd=project)
-        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.returncode == code, (args, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, (args, proc.stderr)
 
 

@@ -28,8 +28,9 @@ def test_train_adapters_and_ask_from_the_command_line(capsys, sqlite_url, tmp_pa
     add_qa(ctx, "platform", PLATFORM_QA)
     add_chunk(ctx, "platform", "assistant", "deploys", "Production deploys go through the Skylark pipeline.")
 
-    code, out, err = run(capsys, "train", "platform")
+    code, out, err = run(capsys, "train", "platform", "--json")
     assert code == 0, err
+    assert out.count("\n") == 1  # --json: one line, the progress on stderr
     result = json.loads(out)
     assert (result["status"], result["version"]) == ("promoted", 1)
     assert "platform: version 1 promoted" in " ".join(err.split())
@@ -57,6 +58,22 @@ def test_train_adapters_and_ask_from_the_command_line(capsys, sqlite_url, tmp_pa
     for key in ("qa_rag", "qa_adapter_rag", "qa_rag_f1", "qa_adapter_rag_f1", "qa_f1_before", "qa_f1_after"):
         assert 0.0 <= shown["metrics"][key] <= 1.0, key
 
+    code, out, _ = run(capsys, "adapters", "show", "platform", "1", "--json")
+    assert code == 0 and out.count("\n") == 1 and json.loads(out) == shown
+
+    # The demo's report, for this team's active version.
+    code, out, err = run(capsys, "report", "platform", "--out", str(tmp_path / "report"))
+    assert code == 0 and Path(out.strip()) == tmp_path / "report" / "report.md", err
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    active_now = json.loads(run(capsys, "adapters", "show", "platform", "--json")[1])
+    figures = summary["teams"]["platform"]
+    assert figures["adapter_version"] == active_now["version"]
+    assert figures["qa_after"] == active_now["metrics"]["qa_after"] and len(summary["samples"]["platform"]) == 6
+    assert summary["leakage"]["teams"] == ["platform"] and (tmp_path / "report" / "qa.png").exists()
+    assert f"| platform | v{active_now['version']} |" in Path(out.strip()).read_text()
+    code, _, err = run(capsys, "report", "support")
+    assert code == 4 and "team support has no active adapter" in err
+
     active = next(r["version"] for r in listed if r["status"] == "active")
     other = 3 - active
     code, out, _ = run(capsys, "adapters", "promote", "platform", str(other))
@@ -80,9 +97,9 @@ def test_train_adapters_and_ask_from_the_command_line(capsys, sqlite_url, tmp_pa
     assert code == 0 and base_out != out  # the adapter changes the answer
 
     code, _, err = run(capsys, "adapters", "show", "platform", "7")
-    assert code == 2 and err.strip() == "tacit: team platform has no adapter version 7"
+    assert code == 4 and err.strip() == "tacit: team platform has no adapter version 7"
     code, _, err = run(capsys, "ask", "support", "Which helpdesk?")
-    assert code == 2 and "team support has no active adapter yet" in err
+    assert code == 4 and "team support has no active adapter yet" in err
 
 
 def test_missing_base_model_is_one_line(capsys, sqlite_url, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

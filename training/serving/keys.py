@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from db import models
 from db.base import utcnow
+from tacit.errors import NotFound, UsageError
 
 KEY_PREFIX = "tk-"
 
@@ -50,9 +51,9 @@ def revoke_key(ctx: Any, team: str, key: str) -> int:
                                                                 models.ApiKey.revoked_at.is_(None))))
         hit = [r for r in rows if key in (str(r.id), r.prefix, r.name) or r.key_hash == hash_key(key)]
         if not hit:
-            raise LookupError(f"team {team} has no live key {key!r} (see `tacit keys list {team}`)")
+            raise NotFound(f"team {team} has no live key {key!r} (see `tacit keys list {team}`)")
         if len(hit) > 1:
-            raise LookupError(f"{key!r} matches {len(hit)} keys of team {team}; give the id")
+            raise UsageError(f"{key!r} matches {len(hit)} keys of team {team}; give the id")
         hit[0].revoked_at = utcnow()
         return hit[0].id
 

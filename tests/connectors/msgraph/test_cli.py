@@ -36,7 +36,7 @@ def test_tacit_sync_brings_files_mail_and_teams_threads(tacit: Tacit, sandbox: t
     assert "m365: 9 documents written, 0 unchanged, 17 interactions, 0 tombstones, 2 failures" in proc.stdout
     assert sb.client_secret not in proc.stdout + proc.stderr
 
-    docs = [json.loads(line) for line in tacit("export", "documents", "--team", "platform",
+    docs = [json.loads(line) for line in tacit("export", "documents", "platform",
                                                   cwd=tmp_path).stdout.splitlines()]
     assert {d["external_id"] for d in docs} == ws.expected_ids("platform", onedrive=True) - {
         t for t in ws.teams["platform"].threads}
@@ -50,7 +50,7 @@ def test_tacit_sync_brings_files_mail_and_teams_threads(tacit: Tacit, sandbox: t
     assert by_title["Databases.xlsx"]["metadata"]["folder"] == "/Handbook"
     assert "user:ada@lumenlabs.example" in by_title["Databases.xlsx"]["acl"]
 
-    threads = [json.loads(line) for line in tacit("export", "interactions", "--team", "platform",
+    threads = [json.loads(line) for line in tacit("export", "interactions", "platform",
                                                      cwd=tmp_path).stdout.splitlines()]
     assert len(threads) == 17 and {t["kind"] for t in threads} == {"thread"}
     fact = facts_for("platform")[4]  # "What is the primary Postgres cluster called?"
