@@ -47,7 +47,8 @@ WORDS = ("deploy freeze pipeline cluster backup quota service owner catalog inci
          "escalation queue customer enterprise response policy database replica region latency budget "
          "the a of to and in is for on with that by this be are from at as it we our team must should will "
          "every week day hour Thursday Monday Skylark Basalt Nimbus Atlas Kestrel Harbor Halcyon").split()
-BODY = ('[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
+BODY = ('[queue]\nbroker_url = "memory://"\n\n'
+        '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
         '[[sources]]\nname = "assistant"\nkind = "webhook"\nteam = "platform"\n')
 
 
@@ -89,11 +90,11 @@ def drop_database(admin_url: str, name: str) -> None:
 def make_context(url: str, work: Path) -> Any:
     from tacit.config import load_config
     from tacit.context import Context
-    from tests.conftest import write_config
-
     work.mkdir(parents=True, exist_ok=True)
     os.chdir(work)
-    return Context(load_config(write_config(work, url, BODY)))
+    config = work / "tacit.toml"
+    config.write_text(f'[storage]\ndatabase_url = "{url}"\ndata_dir = ".tacit"\n\n{BODY}', encoding="utf-8")
+    return Context(load_config(config))
 
 
 def load_corpus(ctx: Any, url: str, chunks: int, budget_s: float) -> dict[str, Any]:

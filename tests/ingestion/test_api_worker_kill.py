@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,6 @@ from db import models
 from ingestion.api.app import create_app
 from tacit.config import load_config
 from tacit.context import Context
-from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS, write_config
 
 EVENTS = 10
 DOCS = 1000
@@ -88,8 +87,8 @@ def progress(ctx: Context) -> tuple[int, int, int]:
 @pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.postgres
-def test_worker_killed_mid_processing_loses_nothing(tmp_path: Path, postgres_url: str, redis_db: str) -> None:
-    path = write_config(tmp_path, postgres_url, DEFAULT_TEAMS + DEFAULT_SOURCES, broker_url=redis_db)
+def test_worker_killed_mid_processing_loses_nothing(default_sources: str, default_teams: str, write_config: Callable[..., Path], tmp_path: Path, postgres_url: str, redis_db: str) -> None:
+    path = write_config(tmp_path, postgres_url, default_teams + default_sources, broker_url=redis_db)
     ctx = Context(load_config(path))
     # Accept every event through the API: committed, then queued on Redis for the workers.
     with TestClient(create_app(ctx)) as client:

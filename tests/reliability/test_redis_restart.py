@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,6 @@ from db import models
 from ingestion.api.app import create_app
 from tacit.config import load_config
 from tacit.context import Context
-from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS, write_config
 from tests.reliability.servers import PrivateRedis
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -71,9 +70,9 @@ def start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def test_redis_restarted_mid_work_redelivers_and_nothing_is_done_twice(tmp_path: Path, postgres_url: str,
+def test_redis_restarted_mid_work_redelivers_and_nothing_is_done_twice(default_sources: str, default_teams: str, write_config: Callable[..., Path], tmp_path: Path, postgres_url: str,
                                                                        broker: PrivateRedis) -> None:
-    config = write_config(tmp_path, postgres_url, DEFAULT_TEAMS + DEFAULT_SOURCES, broker_url=broker.url)
+    config = write_config(tmp_path, postgres_url, default_teams + default_sources, broker_url=broker.url)
     ctx = Context(load_config(config))
     with TestClient(create_app(ctx)) as client:
         for e in range(EVENTS):
