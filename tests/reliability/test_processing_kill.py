@@ -23,11 +23,11 @@ import pytest
 from sqlalchemy import func, select
 
 from connectors.base import Document, Interaction
+from connectors.sandbox.runbooks import WORDS, page, sentence
 from db import models
 from ingestion.corpus.runner import ingest_records
 from ingestion.processing.pipeline import process_team
 from tacit.context import Context
-from tests.ingestion.runbooks import WORDS, page, sentence
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
