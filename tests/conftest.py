@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -150,6 +151,14 @@ def write_config() -> Callable[..., Path]:
     return _write_config
 
 
+@pytest.fixture(scope="session")
+def tok() -> Any:
+    """The tiny-random base model's tokenizer (SmolLM2's, with its chat template)."""
+    from training.base_models import TINY, load_tokenizer
+
+    return load_tokenizer(TINY)
+
+
 @pytest.fixture
 def make_ctx(tmp_path: Path) -> Callable[..., Context]:
     """Build a Context from a tacit.toml body: make_ctx(db_url, body=..., broker_url=...)."""
@@ -224,6 +233,76 @@ def tacit_serve(tmp_path: Path) -> Iterator[Callable[[Path, int], subprocess.Pop
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def tacit_worker() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start `tacit --config CONFIG worker` as a process, in its own process group (a test can
+    kill it with its pool at once): tacit_worker(config, log, queues="sync") returns once the log
+    says the worker is ready. Every worker still running is killed at the end of the test."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(config: Path, log: Path, queues: str = "sync") -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "tacit.cli", "--config", str(config), "worker",
+                                     "--queues", queues, "--concurrency", "2"],
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**os.environ})
+        procs.append(proc)
+        deadline = time.monotonic() + 90
+        while "ready." not in log.read_text(errors="replace"):
+            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.2)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def push_events() -> Callable[[Context, list[list[dict[str, Any]]]], None]:
+    """push_events(ctx, deliveries): each list of records POSTed through the API as one delivery
+    (`webhook-id: event-<n>`) to the `assistant` webhook source; every one must be accepted (202)."""
+
+    def push(ctx: Context, deliveries: list[list[dict[str, Any]]]) -> None:
+        from fastapi.testclient import TestClient
+
+        from ingestion.api.app import create_app
+
+        with TestClient(create_app(ctx)) as client:
+            for n, records in enumerate(deliveries):
+                r = client.post("/webhooks/assistant", json=records, headers={"webhook-id": f"event-{n}"})
+                assert r.status_code == 202, r.text
+
+    return push
+
+
+@pytest.fixture
+def pushed_once() -> Callable[[Context, list[list[dict[str, Any]]]], list[Any]]:
+    """pushed_once(ctx, deliveries) checks that the corpus holds exactly the documents of
+    `deliveries` (as given to `push_events`) with their content hashes, each written once over all
+    sync runs (killed ones included); it returns those runs."""
+
+    def check(ctx: Context, deliveries: list[list[dict[str, Any]]]) -> list[Any]:
+        from sqlalchemy import select
+
+        from connectors.base import Document
+        from db import models
+
+        expected = {d["external_id"]: Document.model_validate(d).content_hash() for ds in deliveries for d in ds}
+        with ctx.session() as session:
+            stored = dict(session.execute(select(models.Document.external_id, models.Document.content_hash)).all())
+            versions = set(session.scalars(select(models.Document.version)))
+            runs = list(session.scalars(select(models.SyncRun)))
+        assert stored == expected and versions == {1}
+        assert sum(r.documents_written for r in runs) == len(expected)  # each document written once
+        return runs
+
+    return check
 
 
 class StreamedPost:
