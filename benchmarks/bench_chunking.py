@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TACIT_MODELS_DIR", str(ROOT / ".tacit" / "models"))
 os.environ.setdefault("TACIT_SECRET_KEY", "ZmRlYWRiZWVmZGVhZGJlZWZkZWFkYmVlZmRlYWRiZWU=")
 
+from connectors.sandbox.runbooks import sentence  # noqa: E402
+
 MAX_TOKENS = 256
 WORDS = ("deploy freeze pipeline cluster backup quota service owner catalog incident handoff refund ticket "
          "escalation queue customer enterprise standard response policy database replica region latency budget "
@@ -47,10 +49,7 @@ WORDS = ("deploy freeze pipeline cluster backup quota service owner catalog inci
 
 # --------------------------------------------------------------------------- corpus
 def _sentence(r: random.Random) -> str:
-    words = [r.choice(WORDS) for _ in range(r.randint(6, 22))]
-    if r.random() < 0.2:
-        words.insert(r.randint(1, len(words) - 1), str(r.randint(1, 9999)))
-    return " ".join(words).capitalize() + r.choice(".....?!")
+    return sentence(r, words=WORDS, length=(6, 22), largest_number=9999, number_share=0.2, ends=".....?!")
 
 
 def _para(r: random.Random) -> str:

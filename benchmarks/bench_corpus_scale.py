@@ -40,28 +40,21 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TACIT_MODELS_DIR", str(ROOT / ".tacit" / "models"))
 os.environ.setdefault("TACIT_SECRET_KEY", "ZmRlYWRiZWVmZGVhZGJlZWZkZWFkYmVlZmRlYWRiZWU=")
 
+from connectors.sandbox.runbooks import WORDS, sentence  # noqa: E402
+
 CHUNKS_PER_DOC = 10
 CHANGED = 100
 BLOCK_DOCS = 5000  # documents per COPY block (with their chunks and examples)
-WORDS = ("deploy freeze pipeline cluster backup quota service owner catalog incident handoff refund ticket "
-         "escalation queue customer enterprise response policy database replica region latency budget "
-         "the a of to and in is for on with that by this be are from at as it we our team must should will "
-         "every week day hour Thursday Monday Skylark Basalt Nimbus Atlas Kestrel Harbor Halcyon").split()
-BODY = ('[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
+BODY = ('[queue]\nbroker_url = "memory://"\n\n'
+        '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
         '[[sources]]\nname = "assistant"\nkind = "webhook"\nteam = "platform"\n')
-
-
-def sentence(r: random.Random) -> str:
-    words = [r.choice(WORDS) for _ in range(r.randint(8, 18))]
-    words.insert(r.randint(1, len(words) - 1), str(r.randint(1, 999999)))
-    return " ".join(words).capitalize() + "."
 
 
 def changed_text(r: random.Random, i: int, round_no: int) -> str:
     """A realistic Markdown page (~10 chunks of 256 tokens) for a changed document."""
     out = [f"# Runbook {i} (revision {round_no})"]
     for s in range(CHUNKS_PER_DOC):
-        out += ["", f"## Step {s}", "", " ".join(sentence(r) for _ in range(12))]
+        out += ["", f"## Step {s}", "", " ".join(sentence(r, length=(8, 18), largest_number=999999) for _ in range(12))]
     return "\n".join(out)
 
 
@@ -89,11 +82,11 @@ def drop_database(admin_url: str, name: str) -> None:
 def make_context(url: str, work: Path) -> Any:
     from tacit.config import load_config
     from tacit.context import Context
-    from tests.conftest import write_config
-
     work.mkdir(parents=True, exist_ok=True)
     os.chdir(work)
-    return Context(load_config(write_config(work, url, BODY)))
+    config = work / "tacit.toml"
+    config.write_text(f'[storage]\ndatabase_url = "{url}"\ndata_dir = ".tacit"\n\n{BODY}', encoding="utf-8")
+    return Context(load_config(config))
 
 
 def load_corpus(ctx: Any, url: str, chunks: int, budget_s: float) -> dict[str, Any]:

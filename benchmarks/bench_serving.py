@@ -29,10 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from connectors.sandbox.server import free_port  # noqa: E402
 from ingestion.api.app import create_app  # noqa: E402
 from tacit.config import load_config  # noqa: E402
 from tacit.context import Context  # noqa: E402
-from tests.serving.helpers import add_version, free_port, serve_in_thread  # noqa: E402
+from tests.serving.helpers import add_version, serve_in_thread  # noqa: E402
 from training import base_models  # noqa: E402
 from training.selection import chat_prompt_ids  # noqa: E402
 from training.serving.engine import EmbeddedEngine  # noqa: E402

@@ -8,12 +8,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-
-from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS, write_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -28,13 +27,13 @@ def _wait_for(predicate, timeout: float = 90.0, what: str = "condition"):  # typ
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_import_goes_through_a_real_worker(tmp_path: Path, postgres_url: str, redis_url: str) -> None:
+def test_import_goes_through_a_real_worker(default_sources: str, default_teams: str, write_config: Callable[..., Path], tmp_path: Path, postgres_url: str, redis_url: str) -> None:
     # A private Redis database number keeps this test's queue apart from anything else.
     broker = redis_url.rsplit("/", 1)[0] + "/7"
     import redis
 
     redis.Redis.from_url(broker).flushdb()
-    config = write_config(tmp_path, postgres_url, DEFAULT_TEAMS + DEFAULT_SOURCES, broker_url=broker)
+    config = write_config(tmp_path, postgres_url, default_teams + default_sources, broker_url=broker)
     records = [{"type": "document", "external_id": f"doc-{i}", "title": f"Doc {i}", "text": f"# Doc {i}\n\nbody {i}"}
                for i in range(1200)]  # three import batches
     (tmp_path / "records.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,6 @@ from sqlalchemy import create_engine, func, select, text
 
 from connectors.sandbox.server import free_port
 from db import models
-from tests.conftest import DEFAULT_TEAMS, write_config
 from tests.ingestion.signed import SECRET, TOKEN, post_signed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,12 +69,12 @@ def _wait(what: str, check, logs: dict[str, Path], procs) -> None:  # type: igno
         time.sleep(0.25)
 
 
-def test_compose_services_start_together_as_processes(tmp_path: Path, postgres_url: str, redis_url: str,
+def test_compose_services_start_together_as_processes(default_teams: str, write_config: Callable[..., Path], tmp_path: Path, postgres_url: str, redis_url: str,
                                                       processes) -> None:  # type: ignore[no-untyped-def]
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     port = free_port()
     broker = redis_url.rsplit("/", 1)[0] + "/7"
-    write_config(tmp_path, postgres_url, f'[api]\nadmin_token = "{TOKEN}"\n' + DEFAULT_TEAMS
+    write_config(tmp_path, postgres_url, f'[api]\nadmin_token = "{TOKEN}"\n' + default_teams
                  + f'\n[[sources]]\nname = "assistant"\nkind = "webhook"\nteam = "platform"\nsecret = "{SECRET}"\n',
                  broker_url=broker)
     logs = {name: tmp_path / f"{name}.log" for name in SERVICES}

@@ -13,8 +13,9 @@ import socket
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
@@ -24,6 +25,62 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class SandboxControls:
+    """What the fake vendor servers share: `with sandbox:` starts and stops it, and the levers that
+    hold answers back or cut them off half-way (each vendor injects its own error bodies with its
+    own `inject`, into `_faults`). A sandbox calls `_init_controls()` in its `__init__`."""
+
+    _faults: Any
+
+    def _init_controls(self) -> None:
+        self._lock = threading.Lock()
+        self._truncate = 0  # answers still to cut off half-way
+        self._delays: deque[float] = deque()  # seconds to hold each of the next answers back
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def truncate(self, count: int = 1) -> None:
+        """The next `count` API answers are cut off half-way through their body (a connection or proxy
+        that gave up mid-answer), with the status and headers of a complete one."""
+        with self._lock:
+            self._truncate += count
+
+    def delay(self, seconds: float, count: int = 1) -> None:
+        """The next `count` API requests are answered only after `seconds` (a slow or hung backend)."""
+        with self._lock:
+            self._delays.extend([seconds] * count)
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault not served yet (the storm is over)."""
+        with self._lock:
+            self._faults.clear()
+            self._delays.clear()
+            self._truncate = 0
+
+    def _next_delay(self) -> float:
+        """Seconds to hold the answer being made now back (0: none)."""
+        with self._lock:
+            return self._delays.popleft() if self._delays else 0.0
+
+    def _cut_next(self) -> bool:
+        """Whether to cut the answer being made now off half-way (used up when it says so)."""
+        with self._lock:
+            cut = self._truncate > 0
+            if cut:
+                self._truncate -= 1
+            return cut
 
 
 class ThreadedServer:

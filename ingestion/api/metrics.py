@@ -7,23 +7,19 @@ app's own background worker in the embedded mode, Celery workers in production).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from db import models
 from db.base import utcnow
-from ingestion.api.signals import SignalsCollector
+from ingestion.api.signals import DatabaseCollector, SignalsCollector
 from tacit.context import Context
 from tacit.multiproc import multiprocess_enabled
 
-log = logging.getLogger(__name__)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
@@ -60,33 +56,23 @@ class Metrics:
         return generate_latest(registry)
 
 
-class _BacklogCollector(Collector):
+class _BacklogCollector(DatabaseCollector):
     """Events by status and the age of the oldest pending one, read at scrape time."""
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    what = "the event backlog"
 
-    def describe(self) -> Iterator[Any]:
-        return iter(())
-
-    def collect(self) -> Iterator[Any]:
+    def read(self, session: Any) -> list[Any]:
         by_status = GaugeMetricFamily("tacit_webhook_events", "Stored events by status (all channels).",
                                       labels=["status"])
         oldest = GaugeMetricFamily("tacit_webhook_oldest_pending_age_seconds",
                                    "Age of the oldest pending event (0 when none): the processing lag now.")
-        try:
-            with self.ctx.session() as session:
-                counts = dict(session.execute(select(models.WebhookEvent.status, func.count())
-                                              .group_by(models.WebhookEvent.status)).all())
-                first: datetime | None = session.scalar(select(func.min(models.WebhookEvent.received_at))
-                                                        .where(models.WebhookEvent.status == "pending"))
-        except Exception as exc:  # a scrape must not fail because the database is down; /readyz says so
-            log.warning("metrics: cannot read the event backlog: %s", exc)
-            return
+        counts = dict(session.execute(select(models.WebhookEvent.status, func.count())
+                                      .group_by(models.WebhookEvent.status)).all())
+        first: datetime | None = session.scalar(select(func.min(models.WebhookEvent.received_at))
+                                                .where(models.WebhookEvent.status == "pending"))
         for status in ("pending", "processed", "rejected", "failed"):
             by_status.add_metric([status], counts.get(status, 0))
         if first is not None and first.tzinfo is None:
             first = first.replace(tzinfo=utcnow().tzinfo)
         oldest.add_metric([], max(0.0, (utcnow() - first).total_seconds()) if first else 0.0)
-        yield by_status
-        yield oldest
+        return [by_status, oldest]

@@ -20,11 +20,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import request_validation_exception_handler
@@ -36,7 +39,7 @@ from sqlalchemy import select
 from db import models
 from db.base import utcnow
 from tacit.context import Context
-from training.serving.engine import EmbeddedEngine, resolve_target, served_models
+from training.serving.engine import EmbeddedEngine, Ticket, resolve_target, served_models
 from training.serving.keys import team_of_key
 from training.serving.protocol import (
     ChatRequest,
@@ -113,20 +116,45 @@ async def chat_completions(body: ChatRequest, request: Request, who: Caller = De
                            type="permission_error", param="model", code="wrong_team")
     target = await run_in_threadpool(resolve_target, ctx, body.model)
     engine = _engine(request)
-    engine.admission.enter()  # 429 here, before any work, when the queue is full
+    ticket = engine.admission.enter()  # 429 here, before any work, when the queue is full
     if body.stream:
-        return StreamingResponse(_sse(ctx, engine, target, body, who), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        cancel = threading.Event()
+        return _AdmittedStream(_sse(ctx, engine, target, body, who, ticket, cancel), ticket, cancel)
     try:
         gen = await run_in_threadpool(engine.generate, target, body)
     finally:
-        engine.admission.leave()
+        ticket.leave()
     cid = completion_id()
     await run_in_threadpool(record, ctx, cid, target, body, gen, who)
     return completion_body(cid, target.model, gen)
 
 
-def _sse(ctx: Context, engine: Any, target: Target, body: ChatRequest, who: Caller) -> Iterator[str]:
+class _AdmittedStream(StreamingResponse):
+    """A streamed answer that gives its queue place back however it ends: read to the end,
+    failed, or abandoned by a client that went away, even before its first chunk (when the
+    body was never started, so its own clean-up never ran). An answer nobody reads any more
+    stops generating, and the body is closed at once, so the model is free for the next."""
+
+    def __init__(self, events: Iterator[str], ticket: Ticket, cancel: threading.Event) -> None:
+        super().__init__(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self._events, self._ticket, self._cancel = events, ticket, cancel
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._cancel.set()
+            try:
+                with anyio.CancelScope(shield=True):
+                    # Starlette waits for a `next()` running in a worker thread before it returns,
+                    # so the body is not executing here; closing it runs its clean-up (the model lock).
+                    await run_in_threadpool(self._events.close)
+            finally:
+                self._ticket.leave()
+
+
+def _sse(ctx: Context, engine: Any, target: Target, body: ChatRequest, who: Caller, ticket: Ticket,
+         cancel: threading.Event) -> Iterator[str]:
     """The stream (iterated in a worker thread by Starlette): a role chunk, content chunks, a
     finish chunk, the usage chunk when asked (`stream_options.include_usage`), `[DONE]`."""
     cid, created = completion_id(), int(time.time())
@@ -134,25 +162,18 @@ def _sse(ctx: Context, engine: Any, target: Target, body: ChatRequest, who: Call
     def event(data: dict[str, Any]) -> str:
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-    admitted = True
-
-    def release() -> None:  # once: when the model is done, not when the client has read everything
-        nonlocal admitted
-        if admitted:
-            admitted = False
-            engine.admission.leave()
-
     try:
         yield event(chunk_body(cid, target.model, created, {"role": "assistant", "content": ""}, None))
         gen: Generation | None = None
         try:
-            for piece in engine.stream(target, body):
-                if isinstance(piece, Generation):
-                    gen = piece
-                else:
-                    yield event(chunk_body(cid, target.model, created, {"content": piece}, None))
+            with closing(engine.stream(target, body, cancel)) as pieces:
+                for piece in pieces:
+                    if isinstance(piece, Generation):
+                        gen = piece
+                    else:
+                        yield event(chunk_body(cid, target.model, created, {"content": piece}, None))
         except ServingError as exc:  # the status line is sent: report it in the stream, as OpenAI does
-            release()
+            ticket.leave()
             yield event(exc.body())
             yield "data: [DONE]\n\n"
             return
@@ -160,7 +181,7 @@ def _sse(ctx: Context, engine: Any, target: Target, body: ChatRequest, who: Call
         # The model's part is over: free its place before the last chunks, so a client that asks
         # again as soon as it reads [DONE] is not turned away, and record the conversation before
         # [DONE], so what the client has read is already stored.
-        release()
+        ticket.leave()
         record(ctx, cid, target, body, gen, who)
         yield event(chunk_body(cid, target.model, created, {}, gen.finish_reason))
         if body.stream_options is not None and body.stream_options.include_usage:
@@ -168,7 +189,7 @@ def _sse(ctx: Context, engine: Any, target: Target, body: ChatRequest, who: Call
                                    usage(gen.prompt_tokens, gen.completion_tokens), choices=False))
         yield "data: [DONE]\n\n"
     finally:
-        release()
+        ticket.leave()
 
 
 @router.post("/feedback", summary="Rate or correct an answer; it trains the team's next refresh",

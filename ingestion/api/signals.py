@@ -28,8 +28,12 @@ SYNC_RECORD_COLUMNS = ("documents_written", "documents_unchanged", "interactions
                        "tombstones")
 
 
-class SignalsCollector(Collector):
-    """Sync, processing and training metrics, read from the database at scrape time."""
+class DatabaseCollector(Collector):
+    """Metric families read from the database when `/metrics` is scraped. `read(session)` builds
+    them; a database that does not answer leaves them out with a warning (`what` names them), so
+    the scrape itself does not fail (/readyz says the database is down)."""
+
+    what = "figures"
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -37,14 +41,26 @@ class SignalsCollector(Collector):
     def describe(self) -> Iterator[Any]:
         return iter(())
 
+    def read(self, session: Any) -> list[Any]:
+        raise NotImplementedError
+
     def collect(self) -> Iterator[Any]:
         try:
             with self.ctx.session() as session:
-                families = [*self._sync(session), *self._processing(session), *self._training(session)]
-        except Exception as exc:  # a scrape must not fail because the database is down; /readyz says so
-            log.warning("metrics: cannot read sync, processing and training figures: %s", exc)
+                families = self.read(session)
+        except Exception as exc:
+            log.warning("metrics: cannot read %s: %s", self.what, exc)
             return
         yield from families
+
+
+class SignalsCollector(DatabaseCollector):
+    """Sync, processing and training metrics, read from the database at scrape time."""
+
+    what = "sync, processing and training figures"
+
+    def read(self, session: Any) -> list[Any]:
+        return [*self._sync(session), *self._processing(session), *self._training(session)]
 
     # ------------------------------------------------------------------ sync
     def _sync(self, session: Any) -> list[Any]:

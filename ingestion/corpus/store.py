@@ -77,13 +77,18 @@ def _upsert(session: Session, model: Any, rows: list[dict[str, Any]]) -> UpsertR
     return result
 
 
+def _row(source_id: int, team_id: int, record: Document | Interaction, now: Any,
+         fields: dict[str, Any]) -> dict[str, Any]:
+    """A corpus row: the record's own `fields` and what documents and interactions both carry."""
+    return {"source_id": source_id, "team_id": team_id, "external_id": record.external_id, **fields,
+            "acl": list(record.acl), "metadata": record.metadata, "content_hash": record.content_hash(),
+            "ingested_at": now, "updated_at": now}
+
+
 def upsert_documents(session: Session, source_id: int, team_id: int, docs: Sequence[Document]) -> UpsertResult:
     now = utcnow()
     rows = [
-        {
-            "source_id": source_id,
-            "team_id": team_id,
-            "external_id": d.external_id,
+        _row(source_id, team_id, d, now, {
             "title": d.title,
             "text": d.text,
             "url": d.url,
@@ -91,12 +96,7 @@ def upsert_documents(session: Session, source_id: int, team_id: int, docs: Seque
             "source_created_at": d.created_at,
             "source_updated_at": d.updated_at,
             "parent_external_id": d.parent_external_id,
-            "acl": list(d.acl),
-            "metadata": d.metadata,
-            "content_hash": d.content_hash(),
-            "ingested_at": now,
-            "updated_at": now,
-        }
+        })
         for d in docs
     ]
     return _upsert(session, DocumentRow, rows) if rows else UpsertResult()
@@ -107,21 +107,13 @@ def upsert_interactions(
 ) -> UpsertResult:
     now = utcnow()
     rows = [
-        {
-            "source_id": source_id,
-            "team_id": team_id,
-            "external_id": i.external_id,
+        _row(source_id, team_id, i, now, {
             "kind": i.kind,
             "document_external_id": i.document_external_id,
             "messages": [m.model_dump(mode="json") for m in i.messages],
             "rating": i.rating,
             "correction": i.correction,
-            "acl": list(i.acl),
-            "metadata": i.metadata,
-            "content_hash": i.content_hash(),
-            "ingested_at": now,
-            "updated_at": now,
-        }
+        })
         for i in items
     ]
     return _upsert(session, InteractionRow, rows) if rows else UpsertResult()

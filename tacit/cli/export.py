@@ -42,30 +42,27 @@ def export_rows(ctx: Context, what: str, team: str, *, include_deleted: bool = F
             last_id = rows[-1].id
 
 
+def _record(row: Any, team: str, sources: dict[int, str], fields: dict[str, Any]) -> dict[str, Any]:
+    """A corpus row (document or interaction) as its record's `fields`, then what every corpus row
+    has: acl, metadata, where it came from, its id and version, and when it was ingested (and deleted)."""
+    data = {**fields, "acl": row.acl, "metadata": row.meta, "source": sources.get(row.source_id), "team": team,
+            "id": row.id, "version": row.version, "ingested_at": _iso(row.ingested_at)}
+    if row.deleted_at is not None:
+        data["deleted_at"] = _iso(row.deleted_at)
+    return data
+
+
 def _render(what: str, row: Any, team: str, sources: dict[int, str]) -> dict[str, Any]:
     if what == "documents":
-        data = {
+        return _record(row, team, sources, {
             "type": "document", "external_id": row.external_id, "title": row.title, "text": row.text,
             "url": row.url, "authors": row.authors, "created_at": _iso(row.source_created_at),
-            "updated_at": _iso(row.source_updated_at), "parent_external_id": row.parent_external_id,
-            "acl": row.acl, "metadata": row.meta,
-            "source": sources.get(row.source_id), "team": team, "id": row.id, "version": row.version,
-            "ingested_at": _iso(row.ingested_at),
-        }
-        if row.deleted_at is not None:
-            data["deleted_at"] = _iso(row.deleted_at)
-        return data
+            "updated_at": _iso(row.source_updated_at), "parent_external_id": row.parent_external_id})
     if what == "interactions":
-        data = {
+        return _record(row, team, sources, {
             "type": "interaction", "external_id": row.external_id, "kind": row.kind,
             "document_external_id": row.document_external_id, "rating": row.rating,
-            "correction": row.correction, "messages": row.messages, "acl": row.acl, "metadata": row.meta,
-            "source": sources.get(row.source_id), "team": team, "id": row.id, "version": row.version,
-            "ingested_at": _iso(row.ingested_at),
-        }
-        if row.deleted_at is not None:
-            data["deleted_at"] = _iso(row.deleted_at)
-        return data
+            "correction": row.correction, "messages": row.messages})
     if what == "chunks":
         return {"id": row.id, "team": team, "document_id": row.document_id, "document_version": row.document_version,
                 "ordinal": row.ordinal, "heading_path": row.heading_path, "token_count": row.token_count,

@@ -6,8 +6,6 @@ The source authenticates with client credentials against the sandbox's https tok
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from connectors.base import Document, Interaction, Tombstone, drive
@@ -15,7 +13,7 @@ from connectors.http import HttpBudget
 from connectors.msgraph import GraphConnector
 from connectors.msgraph.settings import GraphCheckpoint
 from connectors.sandbox.graph import GraphSandbox
-from connectors.sandbox.graph.workspace import Workspace, build_company
+from connectors.sandbox.graph.workspace import Workspace
 from tacit.config import SourceConfig
 
 
@@ -63,11 +61,15 @@ class GraphHarness:
         return self.sandbox.requests_served()
 
 
-@contextmanager
-def harness() -> Iterator[GraphHarness]:
-    # Small pages: many checkpoints, so a killed sync has something to resume from.
-    with GraphSandbox(page_size=4, latency=0.005) as sandbox:
-        yield GraphHarness(sandbox, build_company(sandbox))
+def harness(sandbox: tuple[GraphSandbox, Workspace]) -> GraphHarness:
+    """The harness over the `msgraph_sandbox` fixture's sandbox and company. A module using it sets
+    `GRAPH_PAGE_SIZE = PAGE_SIZE` and `GRAPH_LATENCY = LATENCY`: small pages make many checkpoints,
+    so a killed sync has something to resume from."""
+    return GraphHarness(*sandbox)
+
+
+PAGE_SIZE = 4
+LATENCY = 0.005
 
 
 # Direct-connector helpers shared by the Graph sync tests.

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from connectors.sandbox.notion import NotionSandbox
 
 #: Fast enough for the suite, slow enough that a sync can be killed in the middle (~500 requests).
@@ -30,7 +27,6 @@ class NotionHarness:
         return self.sandbox.request_count
 
 
-@contextmanager
-def harness() -> Iterator[NotionHarness]:
-    with NotionSandbox() as sandbox:
-        yield NotionHarness(sandbox)
+def harness(sandbox: NotionSandbox) -> NotionHarness:
+    """The harness over the `notion_sandbox` fixture's sandbox."""
+    return NotionHarness(sandbox)

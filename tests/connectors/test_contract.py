@@ -1,7 +1,7 @@
 """The contract every pull connector passes, run against its sandbox server over real HTTP.
 
-Each connector kind provides `tests/connectors/harness_<kind>.py` with a context manager
-`harness()` yielding an object with: `kind`, `source_block(name, team) -> str` (a TOML
+Each connector kind provides `tests/connectors/harness_<kind>.py` with `harness(sandbox)`, which
+wraps the `<kind>_sandbox` fixture's sandbox (tests/conftest.py) in an object with: `kind`, `source_block(name, team) -> str` (a TOML
 [[sources]] block pointing at the running sandbox), `inject(status, count=1, retry_after=None)`,
 `expected_ids() -> set[str]` and `requests_served() -> int`.
 """
@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,12 @@ from connectors.registry import connector_class, kinds
 from db import models
 from ingestion.corpus.runner import run_sync
 from tacit.context import Context
-from tests.conftest import write_config
+from tests.connectors import harness_msgraph
 
 HERE = Path(__file__).parent
 HARNESSES = sorted(p.stem.removeprefix("harness_") for p in HERE.glob("harness_*.py"))
 TEAMS = '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
+GRAPH_PAGE_SIZE, GRAPH_LATENCY = harness_msgraph.PAGE_SIZE, harness_msgraph.LATENCY
 
 
 def test_every_pull_connector_has_a_harness() -> None:
@@ -38,10 +39,9 @@ def test_every_pull_connector_has_a_harness() -> None:
 
 
 @pytest.fixture(params=HARNESSES)
-def harness(request: pytest.FixtureRequest) -> Iterator[Any]:
+def harness(request: pytest.FixtureRequest) -> Any:
     module = importlib.import_module(f"tests.connectors.harness_{request.param}")
-    with module.harness() as h:
-        yield h
+    return module.harness(request.getfixturevalue(f"{request.param}_sandbox"))
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_crash_mid_sync_then_resume_no_gap_no_duplicate(harness: Any, sandbox_ct
 
 
 @pytest.mark.slow
-def test_sigkill_mid_sync_then_resume(harness: Any, tmp_path: Path, postgres_url: str) -> None:
+def test_sigkill_mid_sync_then_resume(write_config: Callable[..., Path], harness: Any, tmp_path: Path, postgres_url: str) -> None:
     config = write_config(tmp_path, postgres_url, TEAMS + harness.source_block("src", "platform"))
     env = {**os.environ, "TACIT_CONFIG": str(config)}
     ctx = Context.load(config)

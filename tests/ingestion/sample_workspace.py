@@ -1,6 +1,6 @@
 """A sample workspace in the record format, built from the sandbox company's facts.
 
-Two webhook sources (as in `tests.conftest`): `assistant` belongs to platform, `helpdesk` to
+Two webhook sources (as in the `default_sources` fixture): `assistant` belongs to platform, `helpdesk` to
 support. The platform source also carries support's pages (a shared workspace): their ACL
 says `team:support`, so they must feed support only. Every page has headings, statements,
 "key: value" lines and a footer repeated on every page; one page per team holds a table.

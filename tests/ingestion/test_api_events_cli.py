@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
 from db import models
 from ingestion.corpus.events import store_event
-from tacit.cli import main
 from tacit.context import Context
 
 
-def tacit(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exit_.value.code or 0), out, err
+def cli(tacit: Callable[..., subprocess.CompletedProcess[str]], *args: str) -> tuple[int, str, str]:
+    """The command line in a fresh process, in the test's folder, where `make_ctx` wrote tacit.toml."""
+    proc = tacit(*args, cwd=Path.cwd())
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def statuses(ctx: Context) -> dict[str, str]:
@@ -26,7 +26,7 @@ def statuses(ctx: Context) -> dict[str, str]:
         return dict(session.execute(select(models.WebhookEvent.delivery_id, models.WebhookEvent.status)).all())
 
 
-def test_events_list_and_replay(ctx: Context, capsys: pytest.CaptureFixture[str],
+def test_events_list_and_replay(ctx: Context, tacit: Callable[..., subprocess.CompletedProcess[str]],
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # the table on a wide terminal, so no cell wraps
     doc = json.dumps({"type": "document", "external_id": "d1", "title": "One"})
@@ -38,21 +38,21 @@ def test_events_list_and_replay(ctx: Context, capsys: pytest.CaptureFixture[str]
                         .values(status="failed", error="OperationalError: server closed the connection"))
     store_event(ctx, "assistant", "bad", "{nope", status="rejected", error="malformed JSON")
 
-    code, out, _ = tacit(["events", "list", "--json"], capsys)
+    code, out, _ = cli(tacit, "events", "list", "--json")
     assert code == 0
     rows = json.loads(out)
     assert [(r["delivery_id"], r["source"], r["status"]) for r in rows] == [
         ("bad", "assistant", "rejected"), ("failed-once", "assistant", "failed"),
         ("pending-2", "helpdesk", "pending"), ("pending-1", "assistant", "pending")]
-    code, out, _ = tacit(["events", "list", "--json", "--status", "pending", "--limit", "1"], capsys)
+    code, out, _ = cli(tacit, "events", "list", "--json", "--status", "pending", "--limit", "1")
     assert [r["delivery_id"] for r in json.loads(out)] == ["pending-2"]
-    code, out, _ = tacit(["events", "list"], capsys)
+    code, out, _ = cli(tacit, "events", "list")
     assert code == 0 and "failed-once" in out and "malformed JSON" in out
 
-    code, out, _ = tacit(["events", "replay", "--source", "helpdesk"], capsys)
+    code, out, _ = cli(tacit, "events", "replay", "--source", "helpdesk")
     assert (code, out.strip()) == (0, "replayed 1 events")
     assert statuses(ctx)["pending-2"] == "processed" and statuses(ctx)["pending-1"] == "pending"
-    code, out, _ = tacit(["events", "replay"], capsys)
+    code, out, _ = cli(tacit, "events", "replay")
     assert (code, out.strip()) == (0, "replayed 2 events")  # the pending one and the failed one
     assert statuses(ctx) == {"pending-1": "processed", "pending-2": "processed", "failed-once": "processed",
                              "bad": "rejected"}
@@ -61,18 +61,18 @@ def test_events_list_and_replay(ctx: Context, capsys: pytest.CaptureFixture[str]
         runs = session.scalar(select(models.WebhookEvent.attempts).where(models.WebhookEvent.id == failed_id))
     assert runs == 1
     # Replaying again is harmless: processed events are skipped, nothing is written twice.
-    code, out, _ = tacit(["events", "replay"], capsys)
+    code, out, _ = cli(tacit, "events", "replay")
     assert (code, out.strip()) == (0, "replayed 0 events")
-    code, out, _ = tacit(["events", "replay", str(failed_id)], capsys)
+    code, out, _ = cli(tacit, "events", "replay", str(failed_id))
     assert code == 0
     with ctx.session() as session:
         assert session.scalar(select(models.SyncRun.id).order_by(models.SyncRun.id.desc())) == 3
-    code, _, err = tacit(["events", "replay", "99999"], capsys)
+    code, _, err = cli(tacit, "events", "replay", "99999")
     assert code == 2 and err.strip() == "tacit: no event 99999"
 
 
 def test_replayed_webhook_event_with_a_mapping_rejects_a_body_that_no_longer_fits(
-        make_ctx: Callable[..., Context], sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+        make_ctx: Callable[..., Context], sqlite_url: str, tacit: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     body = """
 [[teams]]
 name = "platform"
@@ -90,7 +90,7 @@ title = "summary"
     ctx = make_ctx(sqlite_url, body=body)
     store_event(ctx, "tickets", "t-1", json.dumps({"key": 7, "summary": "Printer on fire"}))
     store_event(ctx, "tickets", "t-2", json.dumps({"summary": "no key"}))  # stored before the mapping changed
-    code, out, _ = tacit(["events", "replay"], capsys)
+    code, out, _ = cli(tacit, "events", "replay")
     assert code == 0
     assert statuses(ctx) == {"t-1": "processed", "t-2": "rejected"}
     with ctx.session() as session:

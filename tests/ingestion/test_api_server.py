@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,40 +17,19 @@ from db import models
 from ingestion.corpus.events import store_event
 from tacit.config import load_config
 from tacit.context import Context
-from tests.conftest import DEFAULT_TEAMS, write_config
 from tests.ingestion.signed import SECRET, TOKEN, post_signed
 
 
-def config(tmp_path: Path, db_url: str, port: int) -> Path:
-    body = (f'[api]\nport = {port}\nadmin_token = "{TOKEN}"\n' + DEFAULT_TEAMS
-            + f'\n[[sources]]\nname = "assistant"\nkind = "webhook"\nteam = "platform"\nsecret = "{SECRET}"\n')
-    return write_config(tmp_path, db_url, body)
-
-
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
-    procs: list[subprocess.Popen[bytes]] = []
+def config(tmp_path: Path, write_config: Callable[..., Path], default_teams: str) -> Callable[[str, int], Path]:
+    """A tacit.toml serving on `port`, with the admin token and a signed webhook source for platform."""
 
-    def start(path: Path, port: int) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"serve-{len(procs)}.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "tacit.cli", "--config", str(path), "serve"],
-                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-        procs.append(proc)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / f"serve-{len(procs) - 1}.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return proc
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError("tacit serve did not come up")
+    def write(db_url: str, port: int) -> Path:
+        body = (f'[api]\nport = {port}\nadmin_token = "{TOKEN}"\n' + default_teams
+                + f'\n[[sources]]\nname = "assistant"\nkind = "webhook"\nteam = "platform"\nsecret = "{SECRET}"\n')
+        return write_config(tmp_path, db_url, body)
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return write
 
 
 def wait_processed(ctx: Context, expected: int, timeout: float = 60) -> dict[str, str]:
@@ -67,14 +43,14 @@ def wait_processed(ctx: Context, expected: int, timeout: float = 60) -> dict[str
 
 
 @pytest.mark.slow
-def test_real_server_signed_posts_kill_and_restart(serve, tmp_path: Path, db_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_real_server_signed_posts_kill_and_restart(tacit_serve, config, tmp_path: Path, db_url: str) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    path = config(tmp_path, db_url, port)
+    path = config(db_url, port)
     ctx = Context(load_config(path))
     # Committed by an earlier run that died before processing it: picked up when the server starts.
     store_event(ctx, "assistant", "from-before", json.dumps({"type": "document", "external_id": "before"}))
 
-    server = serve(path, port)
+    server = tacit_serve(path, port)
     answers = [post_signed(port, f"msg-{i}", {"type": "document", "external_id": f"doc-{i}", "title": f"Doc {i}",
                                               "text": f"Body {i}"}) for i in range(20)]
     assert [r.status_code for r in answers] == [202] * 20
@@ -105,7 +81,7 @@ def test_real_server_signed_posts_kill_and_restart(serve, tmp_path: Path, db_url
             accepted.append(f"msg-{i}")
     assert accepted == [f"msg-{i}" for i in range(20, 40)]
 
-    server = serve(path, port)  # restart: pending events are replayed
+    server = tacit_serve(path, port)  # restart: pending events are replayed
     statuses = wait_processed(ctx, 41)
     assert all(statuses[m] == "processed" for m in accepted) and len(statuses) == 41
     with ctx.session() as session:

@@ -9,12 +9,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingestion.processing.chunking import TokenCounter, chunk_documents, chunk_markdown
-from training.base_models import load_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():  # type: ignore[no-untyped-def]
-    return load_tokenizer("tiny-random")
 
 
 def n_tokens(tok, text: str) -> int:  # type: ignore[no-untyped-def]

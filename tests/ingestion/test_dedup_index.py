@@ -7,10 +7,10 @@ import random
 from typing import Any
 
 from connectors.base import Document, Tombstone
+from connectors.sandbox.runbooks import page
 from ingestion.corpus.runner import ingest_records
 from ingestion.processing.dedup_index import PersistentDuplicateIndex
 from ingestion.processing.pipeline import process_team
-from tests.ingestion.runbooks import page
 
 
 def _team_id(ctx: Any) -> int:

@@ -21,7 +21,6 @@ from ingestion.processing.pipeline import process_team
 from tacit.cli.export import export_rows
 from tacit.config import ConfigError
 from tacit.context import Context
-from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS
 from tests.ingestion.fake_openai import serve_fake_openai
 from tests.ingestion.sample_workspace import FOOTER, records, write_jsonl
 
@@ -258,11 +257,11 @@ def test_a_document_whose_acl_moves_it_to_another_team_flags_the_first_team(ctx:
         assert "now feeds team support" in s.get(models.Adapter, adapter_id).flag_reason
 
 
-def test_teacher_examples_from_an_openai_compatible_server(make_ctx: Callable[..., Context], sqlite_url: str) -> None:
+def test_teacher_examples_from_an_openai_compatible_server(default_sources: str, default_teams: str, make_ctx: Callable[..., Context], sqlite_url: str) -> None:
     with serve_fake_openai() as url:
-        body = DEFAULT_TEAMS.replace('name = "platform"\nbase_model = "tiny-random"',
+        body = default_teams.replace('name = "platform"\nbase_model = "tiny-random"',
                                      f'name = "platform"\nbase_model = "tiny-random"\n'
-                                     f'[teams.training]\nteacher = "{url}"\nteacher_model = "m"') + DEFAULT_SOURCES
+                                     f'[teams.training]\nteacher = "{url}"\nteacher_model = "m"') + default_sources
         ctx = make_ctx(sqlite_url, body=body)
         ingest(ctx, "assistant", [{"type": "document", "external_id": "p", "title": "Basalt",
                                    "text": "# Basalt\n\nBackups are kept for 35 days. Mail ada@lumenlabs.example."}])
@@ -298,19 +297,19 @@ def test_tacit_process_and_export_examples_on_the_command_line(ctx: Context, tmp
     assert all(any(r["provenance"].values()) for r in rows)
 
 
-def test_an_unknown_teacher_is_a_configuration_error(make_ctx: Callable[..., Context], sqlite_url: str) -> None:
-    body = DEFAULT_TEAMS.replace('name = "support"\nbase_model = "tiny-random"',
+def test_an_unknown_teacher_is_a_configuration_error(default_sources: str, default_teams: str, make_ctx: Callable[..., Context], sqlite_url: str) -> None:
+    body = default_teams.replace('name = "support"\nbase_model = "tiny-random"',
                                  'name = "support"\nbase_model = "tiny-random"\n[teams.training]\nteacher = "gpt-please"')
     with pytest.raises(ConfigError, match="teams.1.training.teacher: teacher must be none, self or"):
-        make_ctx(sqlite_url, body=body + DEFAULT_SOURCES)
+        make_ctx(sqlite_url, body=body + default_sources)
 
 
-def test_an_unreachable_teacher_is_counted_and_processing_goes_on(make_ctx: Callable[..., Context],
+def test_an_unreachable_teacher_is_counted_and_processing_goes_on(default_sources: str, default_teams: str, make_ctx: Callable[..., Context],
                                                                   sqlite_url: str) -> None:
-    body = DEFAULT_TEAMS.replace('name = "support"\nbase_model = "tiny-random"',
+    body = default_teams.replace('name = "support"\nbase_model = "tiny-random"',
                                  'name = "support"\nbase_model = "tiny-random"\n[teams.training]\n'
                                  'teacher = "http://127.0.0.1:1/v1"')
-    ctx = make_ctx(sqlite_url, body=body + DEFAULT_SOURCES)
+    ctx = make_ctx(sqlite_url, body=body + default_sources)
     text = "\n\n".join(f"# Part {i}\n\nSome text about part {i} here." for i in range(5))
     ingest(ctx, "helpdesk", [{"type": "document", "external_id": "x", "title": "T", "text": text}])
     result = process_team(ctx, "support")
@@ -318,7 +317,7 @@ def test_an_unreachable_teacher_is_counted_and_processing_goes_on(make_ctx: Call
     assert {r["origin"] for r in examples(ctx, "support")} == {"chunk", "structure", "study"}
 
 
-def test_changing_team_principals_reroutes_processed_documents(make_ctx: Callable[..., Context],
+def test_changing_team_principals_reroutes_processed_documents(default_sources: str, default_teams: str, make_ctx: Callable[..., Context],
                                                               sqlite_url: str) -> None:
     page = {"type": "document", "external_id": "helpdesk-guide", "title": "Helpdesk guide",
             "text": "Customer conversations are handled in the Harbor helpdesk.", "acl": ["group:helpdesk-agents"]}
@@ -333,9 +332,9 @@ def test_changing_team_principals_reroutes_processed_documents(make_ctx: Callabl
         s.add(models.AdapterLineage(adapter_id=adapter.id, example_id=s.scalar(select(models.Example.id))))
         adapter_id = adapter.id
     assert process_team(ctx, "platform")["rerouted"] == 0
-    body = DEFAULT_TEAMS.replace('name = "support"\nbase_model = "tiny-random"',
+    body = default_teams.replace('name = "support"\nbase_model = "tiny-random"',
                                  'name = "support"\nbase_model = "tiny-random"\nprincipals = ["group:helpdesk-agents"]')
-    ctx = make_ctx(sqlite_url, body=body + DEFAULT_SOURCES)
+    ctx = make_ctx(sqlite_url, body=body + default_sources)
     result = process_team(ctx, "platform")
     assert (result["rerouted"], result["documents_processed"], result["adapters_flagged"]) == (1, 0, 1)
     assert examples(ctx, "platform") == []

@@ -13,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.base import Document
 from connectors.sandbox.notion import NotionSandbox
+from connectors.sandbox.runbooks import page
 from ingestion.api.metrics import Metrics
 from ingestion.corpus.runner import ingest_records, run_sync
 from ingestion.processing.pipeline import process_team
-from tests.ingestion.runbooks import page
 from tests.training.helpers import PLATFORM_QA, add_qa, body
 from training import service
 

@@ -14,7 +14,6 @@ from ingestion.processing.pipeline import process_team
 from ingestion.processing.study import find_spans, grounded, link_examples, sentences, study_examples
 from tacit.cli.export import export_rows
 from tacit.context import Context
-from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS
 from tests.ingestion.fake_openai import FakeOpenAI, serve_fake_openai
 
 TEXT = ("Backups of the Basalt cluster are kept for 35 days. Our catalog is called Atlas. "
@@ -105,16 +104,16 @@ def test_grounding() -> None:
     assert not grounded("Granite keeps its backups a while.", passage, share=0.0)  # a name it does not state
 
 
-def test_teacher_study_data_is_kept_only_when_grounded(make_ctx: Callable[..., Context], sqlite_url: str) -> None:
+def test_teacher_study_data_is_kept_only_when_grounded(default_sources: str, default_teams: str, make_ctx: Callable[..., Context], sqlite_url: str) -> None:
     reply = ('{"questions": [{"question": "How long are backups kept?", "answer": "Backups are kept for 35 days."},'
              ' {"question": "Where do backups go?", "answer": "They are shipped to Frankfurt every night."}],'
              ' "paraphrases": ["Basalt backups stay around for 35 days.", "Granite backups stay for 90 days."],'
              ' "relations": []}')
     with serve_fake_openai() as url:
         FakeOpenAI.reply = reply
-        body = DEFAULT_TEAMS.replace('name = "platform"\nbase_model = "tiny-random"',
+        body = default_teams.replace('name = "platform"\nbase_model = "tiny-random"',
                                      f'name = "platform"\nbase_model = "tiny-random"\n'
-                                     f'[teams.training]\nteacher = "{url}"') + DEFAULT_SOURCES
+                                     f'[teams.training]\nteacher = "{url}"') + default_sources
         ctx = make_ctx(sqlite_url, body=body)
         record = {"type": "document", "external_id": "p", "title": "Basalt",
                   "text": "# Basalt\n\nBackups of the Basalt cluster are kept for 35 days."}

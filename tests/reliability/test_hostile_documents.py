@@ -36,7 +36,6 @@ from db import models
 from ingestion.corpus.runner import run_sync
 from ingestion.processing.pipeline import process_team
 from tacit.context import Context
-from tests.conftest import write_config
 
 TEAMS = '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
 MB = 2**20
@@ -303,7 +302,7 @@ def _stored_rows(ctx: Context) -> tuple[dict[str, tuple[Any, ...]], dict[str, li
     return docs, chats
 
 
-def test_import_with_invalid_utf8_nul_and_surrogates(tmp_path: Path, postgres_url: str) -> None:
+def test_import_with_invalid_utf8_nul_and_surrogates(write_config: Callable[..., Path], tmp_path: Path, postgres_url: str) -> None:
     """One bad line is a Failure for that line; NUL characters and lone surrogates anywhere in a
     record are cleaned (PostgreSQL text and JSON cannot hold them) instead of failing the batch."""
     config = write_config(tmp_path, postgres_url, TEAMS + '[[sources]]\nname = "assistant"\nkind = "webhook"\n'

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,11 @@ import pytest
 from sqlalchemy import func, select
 
 from connectors.base import Document, Interaction
+from connectors.sandbox.runbooks import WORDS, page, sentence
 from db import models
 from ingestion.corpus.runner import ingest_records
 from ingestion.processing.pipeline import process_team
 from tacit.context import Context
-from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS, _fresh_postgres_db, write_config
-from tests.ingestion.runbooks import WORDS, page, sentence
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -77,15 +76,10 @@ def processed(ctx: Context) -> tuple[int, int]:
     return done, total
 
 
-@pytest.fixture
-def reference_url() -> Iterator[str]:
-    yield from _fresh_postgres_db()
-
-
-def test_sigkill_mid_processing_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, postgres_url: str,
-                                                                       reference_url: str, make_ctx: Any) -> None:
+def test_sigkill_mid_processing_then_rerun_equals_an_uninterrupted_run(default_sources: str, default_teams: str, write_config: Callable[..., Path], tmp_path: Path, postgres_url: str,
+                                                                       second_postgres_url: str, make_ctx: Any) -> None:
     records = corpus()
-    reference = make_ctx(reference_url)
+    reference = make_ctx(second_postgres_url)
     ingest_records(reference, "assistant", records)
     process_team(reference, "platform")
     expected_chunks, expected_examples = outcome(reference)
@@ -93,7 +87,7 @@ def test_sigkill_mid_processing_then_rerun_equals_an_uninterrupted_run(tmp_path:
 
     work = tmp_path / "work"
     work.mkdir()
-    config = write_config(work, postgres_url, DEFAULT_TEAMS + DEFAULT_SOURCES)
+    config = write_config(work, postgres_url, default_teams + default_sources)
     ctx = Context.load(config)
     ingest_records(ctx, "assistant", records)
     log = work / "process.log"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -13,7 +15,6 @@ from db import models
 from tacit.config import load_config
 from tacit.context import Context
 from tacit.secrets import SecretBox
-from tests.conftest import write_config
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TEAMS = '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n'
@@ -29,7 +30,7 @@ def _all_rows_text(ctx: Context) -> str:
     return "\n".join(dump)
 
 
-def test_secret_is_encrypted_in_the_database_and_masked_in_logs(db_url: str, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_secret_is_encrypted_in_the_database_and_masked_in_logs(write_config: Callable[..., Path], db_url: str, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
     ctx = Context(load_config(write_config(tmp_path, db_url, TEAMS + SOURCE)))
     assert SECRET not in _all_rows_text(ctx)
     with ctx.session() as session:
@@ -42,7 +43,7 @@ def test_secret_is_encrypted_in_the_database_and_masked_in_logs(db_url: str, tmp
     assert SECRET not in text_logged and text_logged.count("********") == 2
 
 
-def test_key_rotation(sqlite_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_key_rotation(write_config: Callable[..., Path], sqlite_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     monkeypatch.setenv("TACIT_SECRET_KEY", old)
     path = write_config(tmp_path, sqlite_url, TEAMS + SOURCE)

@@ -10,7 +10,7 @@ contract suite's: tests/connectors/test_contract.py.)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,12 +20,14 @@ from connectors.http import RetryPolicy
 from db import models
 from ingestion.corpus.runner import SyncSummary, run_sync
 from tacit.context import Context
+from tests.connectors import harness_msgraph, harness_notion
 
 TEAMS = '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
 #: The default number of attempts, with short backoffs so the suite stays fast (what is retried and
 #: when it gives up is the default policy's; only the waits between attempts are shorter).
 POLICY = RetryPolicy(backoff_base=0.02, backoff_cap=0.2)
 TIMEOUT_S = 1.0
+GRAPH_PAGE_SIZE, GRAPH_LATENCY = harness_msgraph.PAGE_SIZE, harness_msgraph.LATENCY
 
 
 class Source:
@@ -44,21 +46,17 @@ class Source:
 
 
 @pytest.fixture(params=["notion", "msgraph"])
-def source(request: pytest.FixtureRequest) -> Iterator[Source]:
+def source(request: pytest.FixtureRequest) -> Source:
+    sandbox = request.getfixturevalue(f"{request.param}_sandbox")
     if request.param == "notion":
-        from tests.connectors.harness_notion import harness
-
-        with harness() as h:
-            block = h.source_block("src", "platform") + f"timeout_s = {TIMEOUT_S}\n"
-            yield Source("notion", h.sandbox, h.expected_ids(), block)
-    else:
-        from tests.connectors.harness_msgraph import harness, source_toml
-
-        with harness() as h:
-            block = source_toml(h.sandbox, h.workspace, "src", "platform", "platform",
-                                extra=f"timeout_s = {TIMEOUT_S}")
-            h._spaces.add("platform")
-            yield Source("msgraph", h.sandbox, h.expected_ids(), block)
+        n = harness_notion.harness(sandbox)
+        block = n.source_block("src", "platform") + f"timeout_s = {TIMEOUT_S}\n"
+        return Source("notion", n.sandbox, n.expected_ids(), block)
+    g = harness_msgraph.harness(sandbox)
+    block = harness_msgraph.source_toml(g.sandbox, g.workspace, "src", "platform", "platform",
+                                        extra=f"timeout_s = {TIMEOUT_S}")
+    g._spaces.add("platform")
+    return Source("msgraph", g.sandbox, g.expected_ids(), block)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,6 @@ from sqlalchemy import select
 
 from db import models
 from tacit.context import Context
-from tests.conftest import write_config
 from tests.training.helpers import PLATFORM_QA, add_example, add_qa
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ BODY = ('[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n[teams.traini
         'learning_rate = 0.005\n\n[[sources]]\nname = "assistant"\nkind = "webhook"\nteam = "platform"\n')
 
 
-def corpus(directory: Path) -> Path:
+def corpus(write_config: Callable[..., Path], directory: Path) -> Path:
     directory.mkdir()
     config = write_config(directory, f"sqlite:///{directory / 'tacit.db'}", BODY)
     ctx = Context.load(config)
@@ -56,8 +56,8 @@ def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return json.loads(out)
 
 
-def test_sigkill_mid_training_resumes_to_identical_weights(tmp_path: Path) -> None:
-    straight_cfg, killed_cfg = corpus(tmp_path / "straight"), corpus(tmp_path / "killed")
+def test_sigkill_mid_training_resumes_to_identical_weights(tmp_path: Path, write_config: Callable[..., Path]) -> None:
+    straight_cfg, killed_cfg = corpus(write_config, tmp_path / "straight"), corpus(write_config, tmp_path / "killed")
     uninterrupted = train(straight_cfg)  # runs alongside the one that is killed and resumed
     version_dir = killed_cfg.parent / ".tacit" / "adapters" / "platform" / "1"
     proc = train(killed_cfg)

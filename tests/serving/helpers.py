@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,12 +16,6 @@ from training import base_models, registry
 from training.recipe import lora_config
 
 TOKEN = "serving-admin-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def add_version(ctx: Any, team: str, version: int, *, seed: int, promote: bool = True) -> str:

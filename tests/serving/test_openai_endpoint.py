@@ -3,32 +3,36 @@ a promotion picked up without a restart, the queue bound, and feedback that trai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from openai import OpenAI
 from sqlalchemy import select
 
+from connectors.sandbox.server import free_port
 from db import models
 from ingestion.api.app import create_app
 from ingestion.processing.pipeline import process_team
 from tacit.context import Context
-from tests.conftest import DEFAULT_TEAMS
-from tests.serving.helpers import TOKEN, add_version, free_port, serve_in_thread
+from tests.serving.helpers import TOKEN, add_version, serve_in_thread
 from training import base_models
 from training.policy import decide
 from training.registry import promote, rollback
 from training.serving.keys import create_key, revoke_key
 
 QUESTION = [{"role": "user", "content": "When does the deploy freeze start?"}]
-BODY = DEFAULT_TEAMS.replace('name = "support"\n', 'name = "support"\nrecord_conversations = false\n')
 
 
 @pytest.fixture
-def served(make_ctx: Any, db_url: str) -> Iterator[dict[str, Any]]:
-    ctx: Context = make_ctx(db_url, f'[api]\nadmin_token = "{TOKEN}"\n\n[inference]\nmax_queue = 0\n\n' + BODY)
+def served(make_ctx: Any, db_url: str, default_teams: str) -> Iterator[dict[str, Any]]:
+    # The support team does not record its conversations.
+    teams = default_teams.replace('name = "support"\n', 'name = "support"\nrecord_conversations = false\n')
+    ctx: Context = make_ctx(db_url, f'[api]\nadmin_token = "{TOKEN}"\n\n[inference]\nmax_queue = 0\n\n' + teams)
     add_version(ctx, "platform", 1, seed=1)
     add_version(ctx, "support", 1, seed=2)
     keys = {team: create_key(ctx, team, "test")[1] for team in ("platform", "support")}
@@ -131,7 +135,7 @@ def test_queue_full_is_429_with_retry_after(served: dict[str, Any]) -> None:
     platform = client(served, served["keys"]["platform"])
     platform.chat.completions.create(model="platform", messages=QUESTION, max_tokens=2)
     engine = served["app"].state.engine
-    engine.admission.enter()  # the one place ([inference] max_queue = 0) is taken by a request in progress
+    ticket = engine.admission.enter()  # the one place ([inference] max_queue = 0) is taken by a request in progress
     try:
         response = httpx.post(served["url"] + "/v1/chat/completions", json={"model": "platform", "messages": QUESTION},
                               headers={"Authorization": f"Bearer {served['keys']['platform']}"})
@@ -140,7 +144,7 @@ def test_queue_full_is_429_with_retry_after(served: dict[str, Any]) -> None:
         with pytest.raises(openai.RateLimitError):
             platform.chat.completions.create(model="platform", messages=QUESTION, max_tokens=2)
     finally:
-        engine.admission.leave()
+        ticket.leave()
     assert platform.chat.completions.create(model="platform", messages=QUESTION, max_tokens=2).choices
 
 
@@ -194,3 +198,54 @@ def test_recording_off_keeps_no_conversation(served: dict[str, Any]) -> None:
     missing = httpx.post(served["url"] + "/v1/feedback", json={"completion_id": "chatcmpl-nope", "rating": 1},
                          headers={"Authorization": f"Bearer {TOKEN}"})
     assert missing.status_code == 404
+
+
+def test_a_stream_abandoned_before_its_first_chunk_gives_its_place_back(served: dict[str, Any],
+                                                                         post_in_chunks: Any) -> None:
+    """The client sends a streaming request and goes away before the first chunk: the one place
+    ([inference] max_queue = 0) is free again, and the next client is answered, not refused."""
+    app, key = served["app"], served["keys"]["platform"]
+    request = json.dumps({"model": "platform", "messages": QUESTION, "max_tokens": 4, "stream": True}).encode()
+    gone = post_in_chunks(app, "/v1/chat/completions", [request],
+                          {"authorization": f"Bearer {key}", "content-type": "application/json"})
+    assert b"chat.completion.chunk" not in gone.raw  # it left before any chunk was sent
+    assert app.state.engine.admission.in_flight == 0
+    answer = client(served, key).chat.completions.create(model="platform", messages=QUESTION, max_tokens=4)
+    assert answer.model == "platform@1" and answer.choices[0].message.content
+
+
+def test_the_readme_client_against_a_tacit_serve_process(tmp_path: Path, write_config: Callable[..., Path],
+                                                         default_teams: str, tacit: Callable[..., Any],
+                                                         tacit_serve: Callable[[Path, int], Any]) -> None:
+    """`tacit keys create` and `tacit serve` as commands, and the README's lines of `openai` client
+    code against them: an answer from the team's adapter, the same answer streamed, the
+    conversation recorded; a wrong key refused."""
+    port = free_port()
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'tacit.db'}", f"[api]\nport = {port}\n\n" + default_teams)
+    ctx = Context.load(config)
+    add_version(ctx, "platform", 1, seed=1)
+    key = tacit("keys", "create", "platform", config=config, check=True).stdout.strip()
+    tacit_serve(config, port)
+
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key)  # the key printed above
+    answer = client.chat.completions.create(
+        model="platform", messages=[{"role": "user", "content": "When does the deploy freeze start?"}],
+        max_tokens=64, temperature=0)
+    assert answer.model == "platform@1"  # the version that answered
+    text = answer.choices[0].message.content
+    assert text and answer.usage.completion_tokens > 0
+
+    stream = client.chat.completions.create(
+        model="platform", messages=[{"role": "user", "content": "When does the deploy freeze start?"}],
+        max_tokens=64, temperature=0, stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text  # greedy: the same
+    assert {c.model for c in chunks} == {"platform@1"}
+    assert chunks[-1].usage.completion_tokens == answer.usage.completion_tokens
+
+    with ctx.session() as session:
+        chats = list(session.scalars(select(models.Interaction).where(models.Interaction.kind == "chat")
+                                     .order_by(models.Interaction.id)))
+    assert [(c.meta["completion_id"], c.meta["adapter_version"]) for c in chats] == [(answer.id, 1), (chunks[0].id, 1)]
+    with pytest.raises(openai.AuthenticationError):
+        OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="tk-not-a-key", max_retries=0).models.list()

@@ -15,12 +15,12 @@ import openai
 import pytest
 from sqlalchemy import select
 
+from connectors.sandbox.server import free_port
 from db import models
 from ingestion.api.app import create_app
 from tacit.context import Context
-from tests.conftest import DEFAULT_TEAMS
 from tests.serving.fake_vllm import fake_vllm
-from tests.serving.helpers import TOKEN, add_version, free_port, serve_in_thread
+from tests.serving.helpers import TOKEN, add_version, serve_in_thread
 from training.serving.keys import create_key
 from training.serving.vllm import sync_team
 
@@ -28,10 +28,10 @@ QUESTION = [{"role": "user", "content": "who is on call"}]
 
 
 @pytest.fixture
-def stack(make_ctx: Any, tmp_path: Any) -> Iterator[dict[str, Any]]:
+def stack(default_teams: str, make_ctx: Any, tmp_path: Any) -> Iterator[dict[str, Any]]:
     vllm_app, vllm_port = fake_vllm(), free_port()
     body = (f'[api]\nadmin_token = "{TOKEN}"\n\n[inference]\nbackend = "vllm"\n'
-            f'url = "http://127.0.0.1:{vllm_port}"\n\n' + DEFAULT_TEAMS)
+            f'url = "http://127.0.0.1:{vllm_port}"\n\n' + default_teams)
     ctx: Context = make_ctx(f"sqlite:///{tmp_path / 'tacit.db'}", body)
     with serve_in_thread(vllm_app, vllm_port):
         add_version(ctx, "platform", 1, seed=1)
@@ -79,8 +79,8 @@ def test_promotion_loads_into_vllm_and_serve_forwards(stack: dict[str, Any]) -> 
     assert chats[1].messages[-1] == {"role": "assistant", "text": "[platform@2] who is on call"}
 
 
-def test_vllm_down_is_503(make_ctx: Any, tmp_path: Any) -> None:
-    body = f'[inference]\nbackend = "vllm"\nurl = "http://127.0.0.1:{free_port()}"\n\n' + DEFAULT_TEAMS
+def test_vllm_down_is_503(default_teams: str, make_ctx: Any, tmp_path: Any) -> None:
+    body = f'[inference]\nbackend = "vllm"\nurl = "http://127.0.0.1:{free_port()}"\n\n' + default_teams
     ctx: Context = make_ctx(f"sqlite:///{tmp_path / 'tacit.db'}", body)
     add_version(ctx, "platform", 1, seed=1)
     key = create_key(ctx, "platform")[1]

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS, write_config
-
 #: The `tacit` fixture (conftest.py): the command line in a fresh process.
 Tacit = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -27,8 +25,8 @@ RECORDS = [
 
 
 @pytest.fixture
-def project(tmp_path: Path, db_url: str) -> Path:
-    write_config(tmp_path, db_url, DEFAULT_TEAMS + DEFAULT_SOURCES)
+def project(default_sources: str, default_teams: str, write_config: Callable[..., Path], tmp_path: Path, db_url: str) -> Path:
+    write_config(tmp_path, db_url, default_teams + default_sources)
     (tmp_path / "records.jsonl").write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n\nnot json\n")
     return tmp_path
 
@@ -107,9 +105,9 @@ def test_bad_arguments_exit_2_and_unknown_names_exit_4(tacit: Tacit, project: Pa
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_env_interpolation_and_secrets_not_stored_in_clear(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_interpolation_and_secrets_not_stored_in_clear(default_sources: str, default_teams: str, write_config: Callable[..., Path], project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-    body = DEFAULT_TEAMS + DEFAULT_SOURCES.replace('team = "platform"', 'team = "platform"\nsecret = "${HOOK_SECRET}"', 1)
+    body = default_teams + default_sources.replace('team = "platform"', 'team = "platform"\nsecret = "${HOOK_SECRET}"', 1)
     write_config(project, f"sqlite:///{project / 'tacit.db'}", body)
     monkeypatch.setenv("HOOK_SECRET", secret)
     proc = subprocess.run([sys.executable, "-m", "tacit.cli", "sources", "show", "assistant", "--json"], cwd=project,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,6 @@ import pytest
 from tacit.cli import main
 from tacit.config import load_config
 from tacit.context import Context
-from tests.conftest import write_config
 from tests.training.helpers import PLATFORM_QA, add_chunk, add_qa, body
 from training import service
 
@@ -22,7 +22,7 @@ def run(capsys, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-
     return exit_info.value.code, captured.out, captured.err
 
 
-def test_train_adapters_and_ask_from_the_command_line(capsys, sqlite_url, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_train_adapters_and_ask_from_the_command_line(write_config: Callable[..., Path], capsys, sqlite_url, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = write_config(tmp_path, sqlite_url, body(tmp_path))
     ctx = Context(load_config(path))
     add_qa(ctx, "platform", PLATFORM_QA)
@@ -102,7 +102,7 @@ def test_train_adapters_and_ask_from_the_command_line(capsys, sqlite_url, tmp_pa
     assert code == 4 and "team support has no active adapter yet" in err
 
 
-def test_missing_base_model_is_one_line(capsys, sqlite_url, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_base_model_is_one_line(write_config: Callable[..., Path], capsys, sqlite_url, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     write_config(tmp_path, sqlite_url, body(tmp_path, base_model="no-such-model"))
     code, out, err = run(capsys, "train", "platform")
     assert code == 1 and out == ""

@@ -4,6 +4,7 @@ active again (promote, rollback) or exported without `--force`, and a forced ove
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +17,6 @@ from db.base import utcnow
 from tacit.cli import main
 from tacit.config import load_config
 from tacit.context import Context
-from tests.conftest import write_config
 from tests.training.helpers import add_document, add_example, body
 from training.export_readme import peft_base_model
 
@@ -67,7 +67,7 @@ def run(capsys, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-
     return exit_info.value.code, captured.out, captured.err
 
 
-def test_deleted_knowledge_is_not_brought_back_without_force(capsys, sqlite_url, tmp_path: Path,
+def test_deleted_knowledge_is_not_brought_back_without_force(write_config: Callable[..., Path], capsys, sqlite_url, tmp_path: Path,
                                                              monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     ctx = Context(load_config(write_config(tmp_path, sqlite_url, body(tmp_path))))
@@ -106,7 +106,7 @@ def test_deleted_knowledge_is_not_brought_back_without_force(capsys, sqlite_url,
     assert [o["action"] for o in json.loads(out)["overrides"]] == ["roll back to", "export"]
 
 
-def test_export_names_the_base_model_a_server_needs(capsys, sqlite_url, tmp_path: Path,
+def test_export_names_the_base_model_a_server_needs(write_config: Callable[..., Path], capsys, sqlite_url, tmp_path: Path,
                                                     monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     ctx = Context(load_config(write_config(tmp_path, sqlite_url, body(tmp_path))))

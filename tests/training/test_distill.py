@@ -9,17 +9,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from training.base_models import TINY, load_model, load_tokenizer
+from training.base_models import TINY, load_model
 from training.distill import distill_loss, distill_pair, distill_units, teacher_question, topk_kl
 from training.packing import IGNORE, pack
 from training.recipe import LoRARecipe, RecipeConfig, forward_logits
 
 PASSAGE = "Backups of the Basalt cluster are kept for 35 days in the Oslo region."
-
-
-@pytest.fixture(scope="module")
-def tok():  # type: ignore[no-untyped-def]
-    return load_tokenizer(TINY)
 
 
 def test_student_and_teacher_label_the_same_answer_tokens(tok) -> None:  # type: ignore[no-untyped-def]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
-from training.base_models import TINY, load_tokenizer
 from training.packing import (
     IGNORE,
     Seq,
@@ -16,11 +13,6 @@ from training.packing import (
     split_micro,
 )
 from training.selection import render
-
-
-@pytest.fixture(scope="module")
-def tok():  # type: ignore[no-untyped-def]
-    return load_tokenizer(TINY)
 
 
 def test_shifted_labels_predict_the_next_trained_token() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.base_models import TINY, load_model, load_tokenizer
+from training.base_models import TINY, load_model
 from training.modeling import forward_logprobs
 from training.packing import IGNORE, Seq, Unit, pack
 from training.recipe import (
@@ -23,11 +23,6 @@ from training.selection import render
 QA = [("When does the deploy freeze start?", "Thursday at 16:00 UTC"), ("Which pipeline?", "Skylark"),
       ("What is the Postgres cluster called?", "Basalt"), ("How long are backups kept?", "35 days")]
 TEXTS = ["The on-call handoff happens every Monday at 09:30.", "Service ownership is recorded in the Atlas catalog."]
-
-
-@pytest.fixture(scope="module")
-def tok():  # type: ignore[no-untyped-def]
-    return load_tokenizer(TINY)
 
 
 def units_for(tok) -> list[Unit]:  # type: ignore[no-untyped-def]

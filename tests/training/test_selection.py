@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from db import models
 from db.base import utcnow
 from tests.training.helpers import add_example, add_qa
-from training.base_models import TINY, load_tokenizer
 from training.packing import IGNORE, Seq
 from training.selection import MIN_REPLAY, chat_segments, render, replay_count, select_examples
-
-
-@pytest.fixture(scope="module")
-def tok():  # type: ignore[no-untyped-def]
-    return load_tokenizer(TINY)
 
 
 def trained_text(tok, seq: Seq) -> str:  # type: ignore[no-untyped-def]

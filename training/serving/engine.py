@@ -79,6 +79,20 @@ def served_models(ctx: Any) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- admission
+class Ticket:
+    """One admitted request's place: given back once, by whichever of its ends comes first."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission: Admission | None = admission
+        self._lock = threading.Lock()
+
+    def leave(self) -> None:
+        with self._lock:
+            admission, self._admission = self._admission, None
+        if admission is not None:
+            admission.leave()
+
+
 class Admission:
     """At most `slots + queue` requests admitted at once; the rest are refused at the door."""
 
@@ -92,12 +106,13 @@ class Admission:
     def in_flight(self) -> int:
         return self._count
 
-    def enter(self) -> None:
+    def enter(self) -> Ticket:
         with self._lock:
             if self._count >= self.limit:
                 raise QueueFull(f"the model server is busy ({self._count} requests running or waiting); "
                                 "retry later", self.retry_after)
             self._count += 1
+        return Ticket(self)
 
     def leave(self) -> None:
         with self._lock:
@@ -105,11 +120,11 @@ class Admission:
 
     @contextmanager
     def ticket(self) -> Iterator[None]:
-        self.enter()
+        ticket = self.enter()
         try:
             yield
         finally:
-            self.leave()
+            ticket.leave()
 
 
 # ---------------------------------------------------------------------------- generation
@@ -123,6 +138,16 @@ class _StopOnText:
         text = self.tokenizer.decode(input_ids[0, self.start:], skip_special_tokens=True)
         hit = any(s in text for s in self.stops)
         return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)
+
+
+class _StopOnEvent:
+    """Stops generation once `event` is set: nobody reads the answer any more."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
@@ -226,9 +251,11 @@ class EmbeddedEngine:
         finish = "stop" if stopped or ended or len(new) < kwargs["max_new_tokens"] else "length"
         return Generation(text, input_ids.shape[1], len(new), finish)
 
-    def stream(self, target: Target, request: ChatRequest) -> Iterator[str | Generation]:
+    def stream(self, target: Target, request: ChatRequest,
+               cancel: threading.Event | None = None) -> Iterator[str | Generation]:
         """Text deltas as they are generated, then the finished `Generation`. The model lock is
-        held until the stream is consumed or closed."""
+        held until the stream is consumed or closed; setting `cancel` ends the generation at its
+        next token (the client went away)."""
         from transformers import TextIteratorStreamer
 
         with self._model_lock, self._selected(target) as (model, tokenizer):
@@ -236,8 +263,11 @@ class EmbeddedEngine:
             stops = request.stops()
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
                                             timeout=self.cfg.timeout_s)
+            criteria: list[Any] = [_StopOnEvent(cancel)] if cancel is not None else []
             if stops:
-                kwargs["stopping_criteria"] = [_StopOnText(tokenizer, input_ids.shape[1], stops)]
+                criteria.append(_StopOnText(tokenizer, input_ids.shape[1], stops))
+            if criteria:
+                kwargs["stopping_criteria"] = criteria
             if request.seed is not None:
                 torch.manual_seed(request.seed)
             result: dict[str, Any] = {}

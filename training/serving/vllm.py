@@ -182,11 +182,16 @@ class VllmBackend:
         return Generation(str((choice.get("message") or {}).get("content") or ""), int(use.get("prompt_tokens", 0)),
                           int(use.get("completion_tokens", 0)), str(choice.get("finish_reason") or "stop"))
 
-    def stream(self, target: Target, request: ChatRequest) -> Iterator[str | Generation]:
+    def stream(self, target: Target, request: ChatRequest,
+               cancel: threading.Event | None = None) -> Iterator[str | Generation]:
+        """Text deltas as vLLM sends them, then the finished `Generation`; once `cancel` is set
+        (the client went away) the upstream stream is closed at its next chunk."""
         body = self._body(target, request, True)
         chunks = self._retrying(target, lambda: _started(self.client.chat_stream(body)))
         text, finish, use = "", "stop", {}
         for chunk in chunks:
+            if cancel is not None and cancel.is_set():
+                break
             use = chunk.get("usage") or use
             for choice in chunk.get("choices") or []:
                 piece = (choice.get("delta") or {}).get("content") or ""

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import secrets
-import threading
 import time
 from collections import Counter, deque
 from datetime import UTC, datetime, timedelta
@@ -36,14 +35,14 @@ from fastapi.responses import JSONResponse, Response
 from connectors.sandbox.graph.api import ERROR_CODES, ERROR_TEXT, GraphApi, Reply, error
 from connectors.sandbox.graph.notify import Subscriptions
 from connectors.sandbox.graph.state import SandboxState
-from connectors.sandbox.server import ThreadedServer, self_signed_certificate
+from connectors.sandbox.server import SandboxControls, ThreadedServer, self_signed_certificate
 
 __all__ = ["GraphSandbox"]
 
 MAX_BATCH = 20  # https://learn.microsoft.com/graph/json-batching: "limited to 20 individual requests"
 
 
-class GraphSandbox:
+class GraphSandbox(SandboxControls):
     def __init__(self, *, page_size: int = 50, latency: float = 0.0, tenant_id: str = "lumen-tenant",
                  client_id: str = "tacit-sandbox-app", client_secret: str = "sandbox-client-secret-do-not-log",
                  static_token: str = "sandbox-static-token-do-not-log", port: int = 0, auth_port: int = 0) -> None:
@@ -60,10 +59,8 @@ class GraphSandbox:
         self.state.listeners.append(self.subscriptions.on_change)
         self.api = GraphApi(self)
         self._issued: set[str] = set()
-        self._lock = threading.Lock()
+        self._init_controls()
         self._faults: deque[list[Any]] = deque()  # [status, remaining, retry_after]
-        self._truncate = 0  # API answers still to cut off half-way
-        self._delays: deque[float] = deque()  # seconds to hold each of the next API answers back
         self._every: tuple[int, tuple[int, ...], float] | None = None
         self._rate: tuple[float, int] | None = None
         self._bucket = [0.0, 0.0]  # tokens, last refill
@@ -86,12 +83,6 @@ class GraphSandbox:
         for server in (self._api_server, self._auth_server):
             if server:
                 server.stop()
-
-    def __enter__(self) -> GraphSandbox:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -140,24 +131,6 @@ class GraphSandbox:
         if count > 0:
             with self._lock:
                 self._faults.append([status, count, retry_after])
-
-    def truncate(self, count: int = 1) -> None:
-        """The next `count` API answers are cut off half-way through their body (a connection or proxy
-        that gave up mid-answer), with the status and headers of a complete one."""
-        with self._lock:
-            self._truncate += count
-
-    def delay(self, seconds: float, count: int = 1) -> None:
-        """The next `count` API requests are answered only after `seconds` (a slow or hung backend)."""
-        with self._lock:
-            self._delays.extend([seconds] * count)
-
-    def clear_faults(self) -> None:
-        """Forget every injected fault not served yet (the storm is over)."""
-        with self._lock:
-            self._faults.clear()
-            self._delays.clear()
-            self._truncate = 0
 
     def throttle_every(self, n: int | None, statuses: tuple[int, ...] = (429, 503, 504),
                        retry_after: float = 0.0) -> None:
@@ -249,12 +222,9 @@ class GraphSandbox:
             reply = await run_in_threadpool(self._serve, request.method, raw_path, request.url.query,
                                             dict(request.headers), body, str(request.base_url).rstrip("/"))
             response = _response(reply)
-            with self._lock:
-                cut = self._truncate > 0
-                if cut:
-                    self._truncate -= 1
+            if self._cut_next():
+                with self._lock:
                     self.counts["truncated"] += 1
-            if cut:
                 headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
                 return Response(response.body[: len(response.body) // 2], status_code=response.status_code,
                                 headers=headers)
@@ -276,8 +246,7 @@ class GraphSandbox:
     def _serve(self, method: str, raw_path: str, raw_query: str, headers: dict[str, str], body: bytes,
                base: str) -> Reply:
         self.counts["api"] += 1
-        with self._lock:
-            delay = self._delays.popleft() if self._delays else 0.0
+        delay = self._next_delay()
         if self.latency or delay:
             time.sleep(self.latency + delay)
         query = dict(parse_qsl(raw_query, keep_blank_values=True))

@@ -21,7 +21,6 @@ import hmac
 import json
 import math
 import secrets
-import threading
 import time
 import uuid
 from collections import Counter
@@ -43,12 +42,12 @@ from connectors.sandbox.notion.model import (
     stable_id,
     text,
 )
-from connectors.sandbox.server import ThreadedServer
+from connectors.sandbox.server import SandboxControls, ThreadedServer
 
 DEFAULT_TOKEN = "ntn_lumenlabs_sandbox_integration_token"
 
 
-class NotionSandbox:
+class NotionSandbox(SandboxControls):
     def __init__(self, workspace: Workspace | None = None, *, token: str = DEFAULT_TOKEN,
                  rate_limit: float | None = None, burst: int = 10, port: int = 0) -> None:
         self.port = port
@@ -63,9 +62,7 @@ class NotionSandbox:
         self.requests: list[tuple[str, str]] = []
         self.by_status: Counter[int] = Counter()
         self._faults: list[tuple[int, int | None]] = []
-        self._truncate = 0  # answers still to cut off half-way
-        self._delays: list[float] = []  # seconds to hold each of the next answers back
-        self._lock = threading.Lock()
+        self._init_controls()
         self._tat = 0.0
         self._server: ThreadedServer | None = None
         self.webhook_url: str | None = None
@@ -87,12 +84,6 @@ class NotionSandbox:
         if self._server is not None:
             self._server.stop()
             self._server = None
-
-    def __enter__(self) -> NotionSandbox:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -121,31 +112,11 @@ class NotionSandbox:
         with self._lock:
             self._faults.extend([(status, ra)] * count)
 
-    def truncate(self, count: int = 1) -> None:
-        """The next `count` API answers are cut off half-way through their JSON body (a proxy or a
-        connection that gave up mid-answer), with the status and headers of a complete one."""
-        with self._lock:
-            self._truncate += count
-
-    def delay(self, seconds: float, count: int = 1) -> None:
-        """The next `count` API requests are answered only after `seconds` (a slow or hung backend)."""
-        with self._lock:
-            self._delays.extend([seconds] * count)
-
-    def clear_faults(self) -> None:
-        """Forget every injected fault not served yet (the storm is over)."""
-        with self._lock:
-            self._faults.clear()
-            self._delays.clear()
-            self._truncate = 0
-
     def _slow_or_cut(self) -> tuple[float, bool]:
         """(seconds to wait, whether to cut the body) for the answer being made now."""
-        with self._lock:
-            wait = self._delays.pop(0) if self._delays else 0.0
-            cut = self._truncate > 0
-            if cut:
-                self._truncate -= 1
+        wait, cut = self._next_delay(), self._cut_next()
+        if cut:
+            with self._lock:
                 self.by_status[-1] += 1  # -1: truncated answers
         return wait, cut
 

@@ -12,7 +12,6 @@ import pytest
 from connectors.sandbox.company import facts_for
 from connectors.sandbox.graph import GraphSandbox
 from connectors.sandbox.graph.workspace import Workspace
-from tests.conftest import write_config
 from tests.connectors.harness_msgraph import source_toml
 
 #: The `tacit` fixture (conftest.py): the command line in a fresh process.
@@ -25,7 +24,7 @@ GRAPH_PAGE_SIZE = 8  # the `sandbox` fixture's page size (conftest.py)
 
 
 @pytest.mark.slow
-def test_tacit_sync_brings_files_mail_and_teams_threads(tacit: Tacit, sandbox: tuple[GraphSandbox, Workspace],
+def test_tacit_sync_brings_files_mail_and_teams_threads(write_config: Callable[..., Path], tacit: Tacit, sandbox: tuple[GraphSandbox, Workspace],
                                                        tmp_path: Path, db_url: str) -> None:
     sb, ws = sandbox
     write_config(tmp_path, db_url, TEAMS + source_toml(sb, ws, "m365", "platform"))
@@ -62,7 +61,7 @@ def test_tacit_sync_brings_files_mail_and_teams_threads(tacit: Tacit, sandbox: t
     assert chat["metadata"]["channel"] == "Help"
 
 
-def test_bad_graph_settings_are_one_line_and_exit_2(tacit: Tacit, tmp_path: Path, sqlite_url: str) -> None:
+def test_bad_graph_settings_are_one_line_and_exit_2(write_config: Callable[..., Path], tacit: Tacit, tmp_path: Path, sqlite_url: str) -> None:
     write_config(tmp_path, sqlite_url, TEAMS + '[[sources]]\nname = "m365"\nkind = "msgraph"\nteam = "platform"\n'
                  'client_id = "abc"\nsites = ["contoso.sharepoint.com:/sites/eng"]\n')
     proc = tacit("sync", "m365", cwd=tmp_path)

@@ -4,8 +4,8 @@ receiver (uvicorn on loopback), notifications triggering delta syncs and fetches
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,15 +17,14 @@ from sqlalchemy import select
 from connectors.msgraph import ids
 from connectors.msgraph import webhooks as hooks
 from connectors.sandbox.graph import GraphSandbox, files
-from connectors.sandbox.graph.workspace import Workspace, build_company
-from connectors.sandbox.server import ThreadedServer
+from connectors.sandbox.graph.workspace import Workspace
 from db import models
-from ingestion.corpus.events import process_event
 from ingestion.corpus.runner import run_sync
 from tacit.config import ConfigError
 from tacit.context import Context
 from tests.connectors.harness_msgraph import source_toml
 
+GRAPH_PAGE_SIZE = 20
 TEAMS = '[[teams]]\nname = "platform"\nbase_model = "tiny-random"\n\n'
 
 
@@ -34,13 +33,10 @@ class Setup:
     sb: GraphSandbox
     ws: Workspace
     ctx: Context
-    receiver: ThreadedServer
-    queued: list[int] = field(default_factory=list)
+    receiver: Any  # the `webhook_receiver` fixture's WebhookReceiver, serving the Graph webhook routes
 
     def process_queued(self) -> list[dict[str, Any]]:
-        out = [process_event(self.ctx, event_id) for event_id in self.queued]
-        self.queued.clear()
-        return out
+        return self.receiver.process()
 
     def post(self, path: str, body: Any, **params: str) -> httpx.Response:
         return httpx.post(f"{self.receiver.url}{path}", params=params, content=json.dumps(body),
@@ -48,48 +44,24 @@ class Setup:
 
 
 @pytest.fixture
-def setup_factory(make_ctx: Callable[..., Context]) -> Iterator[Callable[[str], Setup]]:
-    started: list[Any] = []
+def setup_factory(make_ctx: Callable[..., Context], sandbox: tuple[GraphSandbox, Workspace],
+                  webhook_receiver: Callable[..., Any]) -> Callable[..., Setup]:
+    """The Graph sandbox's company, a receiver serving the Graph webhook routes, and a context
+    whose `m365` source reads the platform team's space with a static token."""
 
     def make(db_url: str, *, public_path: str = "") -> Setup:
-        sb = GraphSandbox(page_size=20).start()
-        started.append(sb)
-        ws = build_company(sb)
-        app = FastAPI()
-        app.include_router(hooks.router)
-        receiver = ThreadedServer(app).start()
-        started.append(receiver)
+        sb, ws = sandbox
+        receiver = webhook_receiver(hooks.router)
         body = (f'[api]\npublic_url = "{receiver.url}{public_path}"\n\n' + TEAMS
                 + source_toml(sb, ws, "m365", "platform", static_token=True).replace(
                     f'users = ["{ws.onedrive_user}"]', "users = []"))
-        ctx = make_ctx(db_url, body)
-        setup = Setup(sb, ws, ctx, receiver)
-        ctx.dispatch_event = setup.queued.append  # type: ignore[attr-defined]
-        app.state.ctx = ctx
-        return setup
+        return Setup(sb, ws, receiver.attach(make_ctx(db_url, body)), receiver)
 
-    yield make
-    for thing in reversed(started):
-        thing.stop()
+    return make
 
 
-def _doc(ctx: Context, external_id: str) -> models.Document:
-    with ctx.session() as session:
-        row = session.scalar(select(models.Document).where(models.Document.external_id == external_id))
-        assert row is not None
-        session.expunge(row)
-        return row
-
-
-def _interaction(ctx: Context, external_id: str) -> models.Interaction:
-    with ctx.session() as session:
-        row = session.scalar(select(models.Interaction).where(models.Interaction.external_id == external_id))
-        assert row is not None
-        session.expunge(row)
-        return row
-
-
-def test_notifications_end_to_end(setup_factory: Callable[..., Setup], db_url: str) -> None:
+def test_notifications_end_to_end(setup_factory: Callable[..., Setup], db_url: str,
+                                  stored_row: Callable[..., Any]) -> None:
     s = setup_factory(db_url)
     sb, ws, ctx = s.sb, s.ws, s.ctx
     space = ws.teams["platform"]
@@ -115,7 +87,7 @@ def test_notifications_end_to_end(setup_factory: Callable[..., Setup], db_url: s
     assert sb.deliver_notifications() == [202]
     (result,) = s.process_queued()
     assert result["status"] == "processed" and result["documents_written"] == 1
-    assert "Freeze moved to Friday." in _doc(ctx, ids.drive_item(space.drive_id, readme)).text
+    assert "Freeze moved to Friday." in stored_row(ctx, models.Document, ids.drive_item(space.drive_id, readme)).text
     with ctx.session() as session:
         (stored,) = session.scalars(select(models.WebhookEvent.body))
     assert json.loads(stored)["value"][0]["resource"] == f"drives/{space.drive_id}/root"
@@ -129,7 +101,7 @@ def test_notifications_end_to_end(setup_factory: Callable[..., Setup], db_url: s
     assert sb.deliver_notifications() == [202]
     (result,) = s.process_queued()
     assert result["interactions_written"] == 1 and result["documents_written"] == 0
-    thread = _interaction(ctx, ids.channel_thread(space.team_id, root.channel_id, root.id))
+    thread = stored_row(ctx, models.Interaction, ids.channel_thread(space.team_id, root.channel_id, root.id))
     assert thread.messages[-1]["text"] == "Update: the freeze is on Friday now."
     assert sb.requests_served() - before == 3  # team, channels, the thread with its replies: no delta walk
     with ctx.session() as session:
@@ -142,7 +114,7 @@ def test_notifications_end_to_end(setup_factory: Callable[..., Setup], db_url: s
     assert s.post("/webhooks/msgraph/m365", forged).status_code == 403
     assert s.post("/webhooks/msgraph/nope", forged).status_code == 404
     assert s.post("/webhooks/msgraph/m365", {"value": []}).status_code == 400
-    assert s.queued == []
+    assert s.receiver.queued == []
     with ctx.session() as session:
         assert session.query(models.WebhookEvent).count() == 2
 
@@ -173,7 +145,7 @@ def test_notifications_end_to_end(setup_factory: Callable[..., Setup], db_url: s
     assert sb.send_lifecycle(again.id, "missed") == 202
     (result,) = s.process_queued()
     assert result["documents_written"] == 1
-    assert "Missed, then found." in _doc(ctx, ids.drive_item(space.drive_id, readme)).text
+    assert "Missed, then found." in stored_row(ctx, models.Document, ids.drive_item(space.drive_id, readme)).text
 
 
 def test_renewal_before_the_maximum_lifetime(setup_factory: Callable[..., Setup], sqlite_url: str) -> None:

@@ -1,8 +1,6 @@
-"""Fixtures shared by the Notion connector's tests: the local Notion sandbox, defined once."""
+"""Fixtures shared by the Notion connector's tests: `sandbox` is the suite's `notion_sandbox`."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 
@@ -10,7 +8,6 @@ from connectors.sandbox.notion import NotionSandbox
 
 
 @pytest.fixture
-def sandbox() -> Iterator[NotionSandbox]:
+def sandbox(notion_sandbox: NotionSandbox) -> NotionSandbox:
     """A fresh Notion sandbox (the local server that serves Notion's API) for one test."""
-    with NotionSandbox() as sb:
-        yield sb
+    return notion_sandbox

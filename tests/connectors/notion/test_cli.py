@@ -18,7 +18,6 @@ from connectors.sandbox.company import FACTS, TEAMS
 from connectors.sandbox.notion import NotionSandbox
 from db import models
 from tacit.context import Context
-from tests.conftest import write_config
 from tests.connectors.harness_notion import NotionHarness
 
 #: The `tacit` fixture (conftest.py): the command line in a fresh process.
@@ -39,7 +38,7 @@ def stored(ctx: Context) -> tuple[dict[str, models.Document], dict[str, models.I
     return docs, threads, rows
 
 
-def test_tacit_sync_brings_every_page_row_and_comment(tacit: Tacit, sandbox: NotionSandbox, db_url: str,
+def test_tacit_sync_brings_every_page_row_and_comment(write_config: Callable[..., Path], tacit: Tacit, sandbox: NotionSandbox, db_url: str,
                                                       tmp_path: Path) -> None:
     config = write_config(tmp_path, db_url, TEAM_BLOCK + NotionHarness(sandbox).source_block("lumen", "platform"))
     run = tacit("sync", "lumen", config=config)
@@ -76,7 +75,7 @@ def test_tacit_sync_brings_every_page_row_and_comment(tacit: Tacit, sandbox: Not
     assert sandbox.request_count - before == 1 + 1 + 3  # check, one search page, one query per data source
 
 
-def test_tacit_sync_with_a_bad_token_fails_cleanly(tacit: Tacit, sandbox: NotionSandbox, sqlite_url: str,
+def test_tacit_sync_with_a_bad_token_fails_cleanly(write_config: Callable[..., Path], tacit: Tacit, sandbox: NotionSandbox, sqlite_url: str,
                                                    tmp_path: Path) -> None:
     block = NotionHarness(sandbox).source_block("lumen", "platform").replace(sandbox.token, "ntn_revoked_secret")
     config = write_config(tmp_path, sqlite_url, TEAM_BLOCK + block)
@@ -90,7 +89,7 @@ def test_tacit_sync_with_a_bad_token_fails_cleanly(tacit: Tacit, sandbox: Notion
 
 
 @pytest.mark.slow
-def test_sigkilled_sync_resumes_with_nothing_missing_or_duplicated(tacit: Tacit, sandbox: NotionSandbox,
+def test_sigkilled_sync_resumes_with_nothing_missing_or_duplicated(write_config: Callable[..., Path], tacit: Tacit, sandbox: NotionSandbox,
                                                                    sqlite_url: str, tmp_path: Path) -> None:
     harness = NotionHarness(sandbox)
     config = write_config(tmp_path, sqlite_url, TEAM_BLOCK + harness.source_block("lumen", "platform"))

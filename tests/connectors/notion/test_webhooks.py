@@ -4,7 +4,7 @@ router served by uvicorn; events are stored, then processed by targeted fetches 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,10 +14,9 @@ from sqlalchemy import select
 
 from connectors.notion.webhooks import plan, router
 from connectors.sandbox.company import person
-from connectors.sandbox.notion import NotionSandbox, ThreadedServer
+from connectors.sandbox.notion import NotionSandbox
 from db import models
 from ingestion.api.views import source_detail
-from ingestion.corpus.events import process_event
 from ingestion.corpus.runner import run_sync
 from tacit.context import Context
 from tests.connectors.harness_notion import NotionHarness
@@ -31,35 +30,12 @@ def wctx(make_ctx: Callable[..., Context], db_url: str, sandbox: NotionSandbox) 
     return make_ctx(db_url, TEAMS + block)
 
 
-class Receiver:
-    def __init__(self, ctx: Context) -> None:
-        app = FastAPI()
-        app.state.ctx = ctx
-        app.include_router(router)
-        self.queued: list[int] = []
-        ctx.dispatch_event = self.queued.append  # type: ignore[attr-defined]
-        self.server = ThreadedServer(app).start()
-        self.url = f"{self.server.url}/webhooks/notion/eng"
-
-    def process(self, ctx: Context) -> list[dict[str, Any]]:
-        results = [process_event(ctx, event_id) for event_id in self.queued]
-        self.queued.clear()
-        return results
-
-
 @pytest.fixture
-def receiver(wctx: Context) -> Iterator[Receiver]:
-    r = Receiver(wctx)
-    yield r
-    r.server.stop()
-
-
-def document(ctx: Context, external_id: str) -> models.Document:
-    with ctx.session() as session:
-        row = session.scalar(select(models.Document).where(models.Document.external_id == external_id))
-        assert row is not None
-        session.expunge(row)
-        return row
+def receiver(wctx: Context, webhook_receiver: Callable[..., Any]) -> Any:
+    """The Notion webhook routes on loopback for `wctx`; `url` is the `eng` source's route."""
+    r = webhook_receiver(router, "/webhooks/notion/eng")
+    r.attach(wctx)
+    return r
 
 
 def live_interactions(ctx: Context, page: str) -> dict[str, models.Interaction]:
@@ -72,7 +48,7 @@ def live_interactions(ctx: Context, page: str) -> dict[str, models.Interaction]:
 
 
 def test_handshake_then_signed_events_trigger_targeted_fetches(wctx: Context, sandbox: NotionSandbox,
-                                                                receiver: Receiver) -> None:
+                                                                receiver: Any, stored_row: Callable[..., Any]) -> None:
     assert run_sync(wctx, "eng").status == "succeeded"
 
     # 1. Verification handshake: stored encrypted, shown by `tacit sources show`.
@@ -91,10 +67,10 @@ def test_handshake_then_signed_events_trigger_targeted_fetches(wctx: Context, sa
     event, status = sandbox.deliveries[-1]
     assert status == 200 and len(receiver.queued) == 1
     sandbox.reset_counts()
-    [result] = receiver.process(wctx)
+    [result] = receiver.process()
     assert result["status"] == "processed" and result["documents_written"] == 1
     assert sandbox.count("/v1/search") == 0 and sandbox.count("/v1/data_sources") == 0
-    row = document(wctx, page)
+    row = stored_row(wctx, models.Document, page)
     assert row.version == 2 and row.text.endswith("Hotfixes may ship during the freeze with a director's approval.")
     # Notion retries a delivery: the same event id is stored once.
     assert sandbox.deliver(event) == 200 and receiver.queued == []
@@ -102,14 +78,14 @@ def test_handshake_then_signed_events_trigger_targeted_fetches(wctx: Context, sa
     # 3. A new discussion, then a reply-free deletion of it.
     asker = person("platform", 1)
     discussion = sandbox.add_comment(page, "Does the freeze apply to docs-only changes?", author=asker.id)
-    [result] = receiver.process(wctx)
+    [result] = receiver.process()
     assert result["interactions_written"] == 1
     thread = live_interactions(wctx, page)[discussion]
     assert thread.kind == "comment" and thread.messages[0]["author"] == asker.name
     assert thread.messages[0]["text"] == "Does the freeze apply to docs-only changes?"
     comment = next(c.id for c in sandbox.workspace.comments if c.discussion_id == discussion)
     sandbox.delete_comment(comment)
-    [result] = receiver.process(wctx)
+    [result] = receiver.process()
     assert result["tombstones"] == 1 and discussion not in live_interactions(wctx, page)
 
     # 4. A comment on a block (the source reads page-level discussions only): just that block's.
@@ -117,24 +93,24 @@ def test_handshake_then_signed_events_trigger_targeted_fetches(wctx: Context, sa
                    if c.parent["type"] == "block_id" and sandbox.workspace.block_page(c.parent["block_id"]) == page)
     reply_to = next(c.discussion_id for c in sandbox.workspace.comments if c.parent.get("block_id") == heading)
     sandbox.add_comment(heading, "Still true after the reorg.", author=asker.id, discussion_id=reply_to, on_block=True)
-    [result] = receiver.process(wctx)
+    [result] = receiver.process()
     block_thread = live_interactions(wctx, page)[reply_to]
     assert block_thread.meta == {"discussion_id": reply_to, "on": "block", "block_id": heading}
     assert [m["text"] for m in block_thread.messages][-1] == "Still true after the reorg."
 
     # 5. The page goes to the trash: a tombstone for it and its discussions.
     sandbox.delete_page(page)
-    [result] = receiver.process(wctx)
+    [result] = receiver.process()
     assert result["status"] == "processed"
-    assert document(wctx, page).deleted_at is not None
+    assert stored_row(wctx, models.Document, page).deleted_at is not None
     assert live_interactions(wctx, page) == {}
     sandbox.restore_page(page)
-    [result] = receiver.process(wctx)
+    [result] = receiver.process()
     # Back with its two page-level discussions (its block discussion returns with the next event on it).
-    assert document(wctx, page).deleted_at is None and len(live_interactions(wctx, page)) == 2
+    assert stored_row(wctx, models.Document, page).deleted_at is None and len(live_interactions(wctx, page)) == 2
 
 
-def test_forged_or_unsigned_events_are_refused(wctx: Context, sandbox: NotionSandbox, receiver: Receiver) -> None:
+def test_forged_or_unsigned_events_are_refused(wctx: Context, sandbox: NotionSandbox, receiver: Any) -> None:
     event = sandbox.event("page.content_updated", sandbox.page_id("platform/On-call"))
     body = json.dumps(event).encode()
     # Before the handshake there is no key to check a signature with.
@@ -158,7 +134,7 @@ def test_forged_or_unsigned_events_are_refused(wctx: Context, sandbox: NotionSan
 
 
 def test_a_second_handshake_cannot_replace_the_signing_key(wctx: Context, sandbox: NotionSandbox,
-                                                           receiver: Receiver) -> None:
+                                                           receiver: Any) -> None:
     first = sandbox.subscribe(receiver.url)
     assert httpx.post(receiver.url, json={"verification_token": first}).status_code == 200
     answer = httpx.post(receiver.url, json={"verification_token": "secret_attacker"})
@@ -170,7 +146,8 @@ def test_a_second_handshake_cannot_replace_the_signing_key(wctx: Context, sandbo
     assert sandbox.deliveries[-1][1] == 200
 
 
-def test_data_source_and_unknown_events(wctx: Context, sandbox: NotionSandbox, receiver: Receiver) -> None:
+def test_data_source_and_unknown_events(wctx: Context, sandbox: NotionSandbox, receiver: Any,
+                                        stored_row: Callable[..., Any]) -> None:
     assert run_sync(wctx, "eng").status == "succeeded"
     sandbox.subscribe(receiver.url)
     ds = sandbox.page_id("research/experiments")
@@ -179,9 +156,9 @@ def test_data_source_and_unknown_events(wctx: Context, sandbox: NotionSandbox, r
     sandbox.workspace.pages[row].properties["Random seed"] = sandbox.workspace.pages[row].properties.pop("Seed")
     sandbox.deliver(sandbox.event("data_source.schema_updated", ds, entity_type="data_source"))
     sandbox.deliver(sandbox.event("file_upload.completed", "f1", entity_type="file_upload"))
-    first, second = receiver.process(wctx)
+    first, second = receiver.process()
     assert first["status"] == "processed" and first["documents_written"] == 1
-    assert "- **Random seed**: 1729" in document(wctx, row).text
+    assert "- **Random seed**: 1729" in stored_row(wctx, models.Document, row).text
     assert second["status"] == "processed" and second.get("documents_written") is None
     assert plan({"type": "data_source.content_updated", "entity": {"id": ds}}, "pages") == ("sync", [])
     assert plan({"type": "page.moved", "entity": {"id": row}}, "pages") == ("fetch_tree", [row])
@@ -189,16 +166,16 @@ def test_data_source_and_unknown_events(wctx: Context, sandbox: NotionSandbox, r
 
 
 def test_a_moved_page_event_refreshes_the_acl_below_it(wctx: Context, sandbox: NotionSandbox,
-                                                       receiver: Receiver) -> None:
+                                                       receiver: Any, stored_row: Callable[..., Any]) -> None:
     assert run_sync(wctx, "eng").status == "succeeded"
     sandbox.subscribe(receiver.url)
     page = sandbox.page_id("platform/Databases")
     below = [sandbox.page_id("platform/failover-drill"), sandbox.page_id("platform/drill-timeline")]
     sandbox.move_page(page, sandbox.page_id("support/root"))
-    [result] = receiver.process(wctx)
+    [result] = receiver.process()
     assert result["documents_written"] == 3
     for external_id in [page, *below]:
-        assert document(wctx, external_id).acl == ["team:support"]
+        assert stored_row(wctx, models.Document, external_id).acl == ["team:support"]
     assert all(t.acl == ["team:support"] for t in live_interactions(wctx, page).values())
 
 

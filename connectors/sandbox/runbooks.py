@@ -1,8 +1,10 @@
-"""Random runbook pages (headings, paragraphs, lists, tables) for processing tests: seeded, so repeatable."""
+"""Seeded random runbook text (sentences and Markdown pages) for tests and benchmarks: the same seed,
+the same text. The callers' knobs keep each one's corpus exactly as it was measured."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 WORDS = ("deploy freeze pipeline cluster backup quota service owner catalog incident handoff refund ticket "
          "escalation queue customer enterprise response policy database replica region latency budget "
@@ -10,13 +12,18 @@ WORDS = ("deploy freeze pipeline cluster backup quota service owner catalog inci
          "every week day hour Thursday Monday Skylark Basalt Nimbus Atlas Kestrel Harbor Halcyon").split()
 
 
-def sentence(r: random.Random) -> str:
-    words = [r.choice(WORDS) for _ in range(r.randint(6, 20))]
-    words.insert(r.randint(1, len(words) - 1), str(r.randint(1, 99999)))
-    return " ".join(words).capitalize() + "."
+def sentence(r: random.Random, *, words: Sequence[str] = WORDS, length: tuple[int, int] = (6, 20),
+             largest_number: int = 99999, number_share: float | None = None, ends: str = ".") -> str:
+    """`length` random words with a number among them (in `number_share` of the sentences; in all
+    when None), capitalised, ending in one of `ends`."""
+    out = [r.choice(words) for _ in range(r.randint(*length))]
+    if number_share is None or r.random() < number_share:
+        out.insert(r.randint(1, len(out) - 1), str(r.randint(1, largest_number)))
+    return " ".join(out).capitalize() + (r.choice(ends) if len(ends) > 1 else ends)
 
 
 def page(r: random.Random, i: int) -> str:
+    """A runbook page: a title, an introduction, and 2 to 5 steps of prose, a list or a table."""
     out = [f"# Runbook {i}", "", " ".join(sentence(r) for _ in range(r.randint(2, 6)))]
     for s in range(r.randint(2, 5)):
         out += ["", f"## Step {s}: {r.choice(WORDS)}", ""]
