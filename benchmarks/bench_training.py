@@ -100,8 +100,8 @@ def _sync(device: torch.device) -> None:
 
 
 def run_packed(model: Any, steps: list[list[Seq]], device: torch.device, bf16: bool) -> float:
+    from training.modeling import forward_logprobs
     from training.packing import pack
-    from training.recipe import forward_logprobs
 
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     _sync(device)

@@ -189,6 +189,13 @@ def load_tokenizer(name: str, data_dir: Path | None = None) -> Any:
     return _cached_tokenizer(resolve(name, data_dir))
 
 
+def load_model_config(name: str, data_dir: Path | None = None) -> Any:
+    """The base model's architecture (hidden size, layers, vocabulary) without loading its weights."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(resolve(name, data_dir))
+
+
 def load_model(name: str, data_dir: Path | None = None, *, dtype: Any = None, device: str | None = None) -> Any:
     import torch
     from transformers import AutoModelForCausalLM

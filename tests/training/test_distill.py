@@ -11,8 +11,9 @@ import torch
 
 from training.base_models import TINY, load_model
 from training.distill import distill_loss, distill_pair, distill_units, teacher_question, topk_kl
+from training.modeling import forward_logits
 from training.packing import IGNORE, pack
-from training.recipe import LoRARecipe, RecipeConfig, forward_logits
+from training.recipe import LoRARecipe, RecipeConfig
 
 PASSAGE = "Backups of the Basalt cluster are kept for 35 days in the Oslo region."
 
