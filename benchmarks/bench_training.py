@@ -81,6 +81,233 @@ def corpus(tok: Any, n: int) -> list[Unit]:
     return (base + units)[:n]
 
 
+# --------------------------------------------------------------------------- 0. Tacit vs TRL
+#: Dense bf16 peak FLOP/s of the GPUs this benchmark knows (for the model FLOPs utilisation).
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "B200": 2250e12}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+class _PeakRSS:
+    """The largest resident set size seen while active (sampled every 20 ms), in bytes."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def now() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.now())
+
+    def __enter__(self) -> _PeakRSS:
+        self.peak = self.now()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Meter:
+    """Per trainer: seconds and tokens of each step, its loss, and the step's peak memory above
+    what was resident before it (CUDA: allocated by torch; CPU: the process's resident set)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: list[float] = []
+        self.tokens: list[int] = []
+        self.losses: list[float] = []
+        self.peak_extra = 0
+        self._start = 0.0
+        self._base = 0
+        self._rss: _PeakRSS | None = None
+
+    def begin(self) -> None:
+        _sync(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        else:
+            self._rss = _PeakRSS().__enter__()
+            self._base = self._rss.peak
+        self._start = time.perf_counter()
+
+    def end(self, tokens: int) -> None:
+        _sync(self.device)
+        self.seconds.append(time.perf_counter() - self._start)
+        self.tokens.append(tokens)
+        if self.device.type == "cuda":
+            extra = torch.cuda.max_memory_allocated(self.device) - self._base
+        else:
+            assert self._rss is not None
+            self._rss.__exit__()
+            extra = self._rss.peak - self._base
+        self.peak_extra = max(self.peak_extra, extra)
+
+    def figures(self, skip: int) -> dict[str, Any]:
+        """tokens/s over the steps after the first `skip` (warm-up: allocator, kernels)."""
+        sec, tok = sum(self.seconds[skip:]), sum(self.tokens[skip:])
+        return {"steps": len(self.seconds), "tokens": sum(self.tokens), "train_s": round(sum(self.seconds), 2),
+                "tokens_per_s": round(tok / sec, 1) if sec else None,
+                "peak_step_memory_mb": round(self.peak_extra / 2**20, 1)}
+
+
+def loss_at_tokens(tokens: list[int], losses: list[float], marks: list[int], window: int = 3) -> list[float | None]:
+    """The training loss (mean of the `window` steps ending there) at each cumulative token count."""
+    out: list[float | None] = []
+    seen = 0
+    cumulative = []
+    for n in tokens:
+        seen += n
+        cumulative.append(seen)
+    for mark in marks:
+        i = next((k for k, c in enumerate(cumulative) if c >= mark), None)
+        out.append(None if i is None else round(sum(losses[max(0, i - window + 1): i + 1]) / len(losses[max(0, i - window + 1): i + 1]), 4))
+    return out
+
+
+def trl_dataset(seqs: list[Seq]) -> Any:
+    """The same token sequences for TRL: input ids and unshifted labels (the model shifts them)."""
+    from datasets import Dataset
+
+    rows = []
+    for s in seqs:
+        labels = [IGNORE] + [t if label != IGNORE else IGNORE for t, label in zip(s.input_ids[1:], s.labels[:-1], strict=True)]
+        rows.append({"input_ids": s.input_ids, "labels": labels})
+    return Dataset.from_list(rows)
+
+
+def bench_vs_trl(model_name: str, device: torch.device, bf16: bool, n_steps: int, step_tokens: int = 1024,
+                 lr: float = 1e-3) -> dict[str, Any]:
+    """Tacit's recipe and TRL's SFTTrainer (LoRA r16/alpha 32 on the same modules, padding-free
+    best-fit packing into rows of `step_tokens`, the same learning rate, warm-up, cosine decay,
+    clipping, bf16 autocast where the device has it, no gradient checkpointing on either side) on
+    the sample company's examples, interleaved step by step in one process: each TRL step is
+    followed by one Tacit step, so load from anything else on the machine hits both alike."""
+    import transformers
+    from trl import SFTConfig, SFTTrainer
+
+    from training.base_models import load_model, load_tokenizer
+    from training.evaluate import QAItem, qa_metrics
+    from training.recipe import LoRARecipe, RecipeConfig, lora_config
+
+    tok = load_tokenizer(model_name)
+    units = fact_units(tok, FACTS)
+    seqs = [s for u in units for s in u.seqs]
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = LoRARecipe(RecipeConfig(base_model=model_name, output_dir=Path(tmp) / "tacit", learning_rate=lr,
+                                         epochs=1, min_steps=n_steps, max_epochs=100, max_steps=n_steps,
+                                         step_tokens=step_tokens, seq_len=512, checkpoint_every=0,
+                                         device=str(device), bf16=bf16, seed=0))
+        torch.manual_seed(0)
+        recipe.setup(units, tokenizer=tok)
+        shape = recipe.summary()
+        tacit, trl = _Meter(device), _Meter(device)
+
+        class Interleave(transformers.TrainerCallback):
+            def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                trl.begin()
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                trl.end(counted.pop() if counted else 0)
+                if recipe.step < len(recipe.plan):
+                    n = sum(len(s) for i in recipe.plan[recipe.step] for s in recipe.units[i].seqs)
+                    tacit.begin()
+                    tacit.losses.append(recipe.train_step())
+                    tacit.end(n)
+
+            def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+                if logs and "loss" in logs:
+                    trl.losses.append(float(logs["loss"]))
+
+        counted: list[int] = []
+
+        class CountingSFT(SFTTrainer):  # type: ignore[misc]
+            def training_step(self, model: Any, inputs: Any, *args: Any) -> Any:
+                counted.append(int(inputs["input_ids"].numel()))
+                return super().training_step(model, inputs, *args)
+
+        torch.manual_seed(0)
+        base = load_model(model_name)
+        args = SFTConfig(output_dir=str(Path(tmp) / "trl"), max_steps=n_steps, per_device_train_batch_size=1,
+                         packing=True, packing_strategy="bfd", padding_free=True, max_length=step_tokens,
+                         learning_rate=lr, lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
+                         warmup_steps=0.1, weight_decay=0.0,
+                         max_grad_norm=1.0, logging_steps=1, save_strategy="no", report_to=[], bf16=bf16,
+                         use_cpu=device.type == "cpu", gradient_checkpointing=False, seed=0,
+                         dataloader_num_workers=0, disable_tqdm=True, num_train_epochs=100)
+        trainer = CountingSFT(model=base, args=args, train_dataset=trl_dataset(seqs), processing_class=tok,
+                              peft_config=lora_config(16, 32), callbacks=[Interleave()])
+        trainer.remove_callback(transformers.PrinterCallback)
+        wall = time.perf_counter()
+        trainer.train()
+        wall = time.perf_counter() - wall
+        while recipe.step < len(recipe.plan):  # if TRL ran fewer steps, Tacit finishes its plan alone
+            n = sum(len(s) for i in recipe.plan[recipe.step] for s in recipe.units[i].seqs)
+            tacit.begin()
+            tacit.losses.append(recipe.train_step())
+            tacit.end(n)
+
+        # Evaluation, the same code for both models: the team eval questions (greedy answers, batched)
+        # and the log-likelihood of their answers.
+        items = [QAItem(question=f.eval_question, answer=f.answer) for f in FACTS if f.team == "platform"]
+        evals: dict[str, Any] = {}
+        qa_metrics(recipe.model.eval(), tok, items[:2], device)  # warm-up (kernels, chat template)
+        for name, model in (("tacit", recipe.model), ("trl", trainer.model)):
+            model.eval()
+            start = time.perf_counter()
+            metrics = qa_metrics(model, tok, items, device)
+            evals[name] = {"eval_s": round(time.perf_counter() - start, 2), "match": metrics["match"],
+                           "answer_logprob": metrics["answer_logprob"], "answers": metrics["answers"]}
+        # Batched against one question at a time, on the Tacit model: same answers, less time.
+        from training.evaluate import generate_answers
+
+        start = time.perf_counter()
+        one_by_one = generate_answers(recipe.model, tok, [i.question for i in items], device, batch_size=1)
+        single_s = time.perf_counter() - start
+        start = time.perf_counter()
+        batched = generate_answers(recipe.model, tok, [i.question for i in items], device, batch_size=len(items))
+        batched_s = time.perf_counter() - start
+
+    total = min(sum(tacit.tokens), sum(trl.tokens))
+    marks = [round(total * k / 4) for k in (1, 2, 3, 4)]
+    out: dict[str, Any] = {"model": model_name, "device": str(device), "bf16": bf16, "step_tokens": step_tokens,
+                           "threads": torch.get_num_threads(), "trl": trl.figures(1), "tacit": tacit.figures(1),
+                           "tacit_shape": {k: shape[k] for k in ("micro_tokens", "row_tokens", "gradient_checkpointing",
+                                                                 "bf16_weights")},
+                           "trl_wall_incl_interleaved_s": round(wall, 2), "loss_marks_tokens": marks,
+                           "trl_loss_at": loss_at_tokens(trl.tokens, trl.losses, marks),
+                           "tacit_loss_at": loss_at_tokens(tacit.tokens, tacit.losses, marks),
+                           "eval": {k: {kk: vv for kk, vv in v.items() if kk != "answers"} for k, v in evals.items()},
+                           "eval_batched_s": round(batched_s, 2), "eval_one_by_one_s": round(single_s, 2),
+                           "eval_batched_identical": batched == one_by_one, "eval_questions": len(items)}
+    for name in ("tacit", "trl"):
+        out[name]["refresh_s"] = round(out[name]["train_s"] + evals[name]["eval_s"], 2)
+    params = sum(p.numel() for n, p in recipe.model.named_parameters() if "lora_" not in n)
+    peak = peak_flops(device)
+    for name in ("tacit", "trl"):
+        tps = out[name]["tokens_per_s"]
+        out[name]["mfu"] = round(6 * params * tps / peak, 4) if peak and tps else None
+    out["base_params"] = params
+    out["speedup_tokens_per_s"] = round(out["tacit"]["tokens_per_s"] / out["trl"]["tokens_per_s"], 2)
+    out["speedup_refresh"] = round(out["trl"]["refresh_s"] / out["tacit"]["refresh_s"], 2)
+    return out
+
+
 # --------------------------------------------------------------------------- 1. packing
 def lora_model(name: str, device: torch.device) -> Any:
     from peft import get_peft_model
@@ -248,6 +475,24 @@ def bench_knowledge(model_name: str, teams: list[str], second_round: list[str], 
 
 
 # --------------------------------------------------------------------------- report
+def report_trl(r: dict[str, Any]) -> None:
+    say(f"\n0. Tacit vs TRL SFTTrainer ({r['model']}, {r['device']}, bf16 {r['bf16']}, {r['threads']} threads, "
+        f"steps of <= {r['step_tokens']} tokens, interleaved step by step; Tacit rows {r['tacit_shape']})")
+    say(f"   {'':<7}{'tokens/s':>10}{'train s':>9}{'eval s':>8}{'refresh s':>11}{'step mem MB':>13}{'MFU':>8}"
+        f"{'QA match':>10}{'answer ll':>11}   loss at {r['loss_marks_tokens']} tokens")
+    for name in ("tacit", "trl"):
+        f, e = r[name], r["eval"][name]
+        mfu = f"{f['mfu']:.3f}" if f["mfu"] is not None else "-"
+        say(f"   {name:<7}{f['tokens_per_s']:>10}{f['train_s']:>9}{e['eval_s']:>8}{f['refresh_s']:>11}"
+            f"{f['peak_step_memory_mb']:>13}{mfu:>8}{e['match']:>10.3f}{e['answer_logprob']:>11.3f}   "
+            f"{r[name + '_loss_at']}")
+    say(f"   Tacit / TRL: x{r['speedup_tokens_per_s']} tokens/s, x{r['speedup_refresh']} refresh wall time; "
+        f"evaluation batched {r['eval_batched_s']} s vs one question at a time {r['eval_one_by_one_s']} s "
+        f"({r['eval_questions']} questions, same answers: {r['eval_batched_identical']})")
+    if r["tacit"]["mfu"] is None:
+        say("   MFU: only on a GPU with a known bf16 peak")
+
+
 def report(packing: dict[str, Any] | None, incremental: dict[str, Any] | None, knowledge: dict[str, Any] | None) -> None:
     if packing:
         p = packing
@@ -293,16 +538,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="CPU-sized: fewer steps, units and teams")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--parts", default="packing,incremental,knowledge")
+    parser.add_argument("--parts", default="trl,packing,incremental,knowledge")
+    parser.add_argument("--steps", type=int, help="optimizer steps of the Tacit vs TRL part (12 on CPU, 300 on a GPU)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     hf_logging.disable_progress_bar()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    bf16 = device.type == "cuda"
+    from training.recipe import bf16_default
+
+    bf16 = bf16_default("auto", device)
     parts = set(args.parts.split(","))
     say(f"bench_training: model {args.model}, device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    packing = incremental = knowledge = None
+    packing = incremental = knowledge = versus = None
+    if "trl" in parts:
+        say("0. Tacit vs TRL SFTTrainer ...")
+        versus = bench_vs_trl(args.model, device, bf16, args.steps or (12 if device.type == "cpu" else 300))
+        report_trl(versus)
     if "packing" in parts:
         say("1. packing vs padding ...")
         packing = bench_packing(args.model, device, bf16, 1024, 4 if args.quick else 20)
@@ -319,7 +571,7 @@ def main() -> None:
         knowledge = bench_knowledge(args.model, teams, second, 2, str(device))
         report(None, None, knowledge)
     if args.json:
-        args.json.write_text(json.dumps({"packing": packing, "incremental": incremental, "knowledge": knowledge},
+        args.json.write_text(json.dumps({"trl": versus, "packing": packing, "incremental": incremental, "knowledge": knowledge},
                                         indent=2, default=str))
 
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from training.modeling import forward_logits, greedy_continuations
-from training.packing import Seq, Unit, pack, split_micro
+from training.modeling import DEFAULT_ROW_TOKENS, forward_packed, greedy_continuations
+from training.packing import Seq, Unit, split_micro
 from training.selection import render
 
 ANCHOR_PROMPTS = Path(__file__).parent / "probes" / "anchor_prompts.jsonl"
@@ -125,7 +125,7 @@ def reference_topk(model: Any, seqs: list[Seq], device: torch.device, *, topk: i
         model.eval()
         with torch.no_grad(), model.disable_adapter():
             for group in split_micro([src for _, src in missing], micro_tokens):
-                logits, _, index, _ = forward_logits(model, pack(group), device, bf16)
+                logits, _, index, _ = forward_packed(model, group, device, bf16, DEFAULT_ROW_TOKENS)
                 probs, ids = torch.softmax(logits, dim=-1).topk(topk, dim=-1)
                 if renormalise:
                     probs = probs / probs.sum(-1, keepdim=True)

@@ -17,7 +17,7 @@ from training.selection import prompt_ids
 
 #: Packed rows no wider than this where no step shape says otherwise (evaluation, reference
 #: targets): attention over a packed row costs its width squared, masked or not.
-DEFAULT_ROW_TOKENS = 512
+DEFAULT_ROW_TOKENS = 256
 
 
 def forward_logits(model: Any, batch: Batch, device: torch.device, bf16: bool = False

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict
 
 from training.anchors import anchor_answers, anchor_targets, anchor_units, reference_topk
 from training.distill import distill_loss
-from training.modeling import forward_packed, sequence_logprobs
+from training.modeling import DEFAULT_ROW_TOKENS, forward_packed, sequence_logprobs
 from training.packing import Seq, Unit, fingerprint, plan_epoch, split_micro
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -141,7 +141,7 @@ class StepShape:
 #: CPU rows: on SmolLM2-135M with bf16 autocast (one thread, CPU time per step, the sample
 #: company's data), 1024-token steps packed as rows of 256 tokens ran about 1.3x faster than as
 #: one 1024-token row, whose block-diagonal attention is computed in full and mostly masked.
-CPU_ROW_TOKENS = 256
+CPU_ROW_TOKENS = DEFAULT_ROW_TOKENS
 #: CPU base weights in bfloat16 under bf16 autocast: measured no faster than float32 weights (within
 #: 3 %), so they stay float32 there (no rounding of the frozen weights).
 CPU_BF16_WEIGHTS = False
@@ -516,22 +516,27 @@ class LoRARecipe:
         start = time.perf_counter()
         self.model.train()
         while self.step < len(self.plan):
-            seqs = [s for idx in self.plan[self.step] for s in self.units[idx].seqs]
-            loss = self._run_step(seqs)
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.step += 1
-            self.losses.append(loss)
-            self.tokens_seen += sum(len(s) for s in seqs)
-            if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 and self.step < len(self.plan):
-                self.save_checkpoint()
-            if self.progress:
-                self.progress({"step": self.step, "total": len(self.plan), "loss": loss,
-                               "lr": self.scheduler.get_last_lr()[0], "tokens": self.tokens_seen})
+            self.train_step()
         self.wall += time.perf_counter() - start
         return self.summary()
+
+    def train_step(self) -> float:
+        """The next optimizer step of the plan (a checkpoint when one is due); returns its loss."""
+        seqs = [s for idx in self.plan[self.step] for s in self.units[idx].seqs]
+        loss = self._run_step(seqs)
+        torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.losses.append(loss)
+        self.tokens_seen += sum(len(s) for s in seqs)
+        if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 and self.step < len(self.plan):
+            self.save_checkpoint()
+        if self.progress:
+            self.progress({"step": self.step, "total": len(self.plan), "loss": loss,
+                           "lr": self.scheduler.get_last_lr()[0], "tokens": self.tokens_seen})
+        return loss
 
     def _run_step(self, seqs: list[Seq]) -> float:
         """One step's forward/backward; a CUDA out-of-memory error halves the micro-batch and retries."""
