@@ -82,3 +82,31 @@ def test_the_shipped_probe() -> None:
     qa, texts = read_probe()
     assert len(qa) == 40 and len(texts) == 12
     assert len({q.question for q in qa}) == 40
+
+
+def test_batched_greedy_answers_equal_one_question_at_a_time() -> None:
+    """Evaluation generates many questions at once (left padding); each answer is the one it gets alone."""
+    import torch
+
+    from training.base_models import TINY, load_model, load_tokenizer
+    from training.modeling import greedy_continuations
+
+    tok, model = load_tokenizer(TINY), load_model(TINY)
+    # tiny-random's own weights answer every prompt alike; larger random weights make the answers
+    # depend on the prompt (and any leak of padding into attention would show).
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.2)
+    questions = ["Which pipeline ships production?", "What is the primary Postgres cluster called and who runs it?",
+                 "Backups?", "When does the deploy freeze start on a normal week, and when does it end?",
+                 "Who owns the Atlas catalog?"]
+    device = torch.device("cpu")
+    alone = [greedy_continuations(model, tok, [q], device, max_new_tokens=12, batch_size=1)[0] for q in questions]
+    together = greedy_continuations(model, tok, questions, device, max_new_tokens=12, batch_size=len(questions))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    for one, row in zip(alone, together, strict=True):
+        assert row[: len(one)] == one
+        assert all(t == pad for t in row[len(one):])  # a row that finished early is only padded after
+    assert len({tuple(a) for a in alone}) > 1  # distinct prompts, distinct answers: the comparison is not vacuous
