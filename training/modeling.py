@@ -6,7 +6,7 @@ adapter, on packed rows from `training.packing`; nothing here trains or writes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -114,8 +114,10 @@ def sequence_logprobs(model: Any, seqs: Sequence[Seq], device: torch.device, mic
 
 
 def greedy_continuations(model: Any, tokenizer: Any, prompts: Sequence[str], device: torch.device, *,
-                         max_new_tokens: int, batch_size: int) -> list[list[int]]:
-    """The greedy continuation (token ids, padding included) of each prompt, batched with left padding.
+                         max_new_tokens: int, batch_size: int,
+                         encode: Callable[[Any, str], list[int]] = prompt_ids) -> list[list[int]]:
+    """The greedy continuation (token ids, padding included) of each prompt, batched with left padding;
+    `encode` turns a prompt into token ids (default: a user question in the chat template).
 
     The model is put in eval mode for the call and given back in the mode it was in.
     """
@@ -125,7 +127,7 @@ def greedy_continuations(model: Any, tokenizer: Any, prompts: Sequence[str], dev
     model.eval()
     try:
         for start in range(0, len(prompts), batch_size):
-            encoded = [prompt_ids(tokenizer, p) for p in prompts[start:start + batch_size]]
+            encoded = [encode(tokenizer, p) for p in prompts[start:start + batch_size]]
             width = max(len(e) for e in encoded)
             ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)
             mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)

@@ -172,14 +172,26 @@ class SelfTeacher:
         return instruction + "\n\nQuestion:"
 
     def read(self, passage: Passage) -> Reading:
+        return self.read_many([passage])[0]
+
+    def read_many(self, passages: list[Passage], batch_size: int = 8) -> list[Reading]:
+        """Readings of several passages, generated together (greedy, left padding: each the same
+        as alone)."""
         import torch
 
-        inputs = self.tokenizer(self._prompt(passage), return_tensors="pt", add_special_tokens=False)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        with torch.no_grad():
-            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      num_beams=1, pad_token_id=pad)
-        generated = self.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        from training.modeling import greedy_continuations
+
+        def encode(tokenizer: Any, text: str) -> list[int]:
+            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        continuations = greedy_continuations(self.model, self.tokenizer, [self._prompt(p) for p in passages],
+                                             torch.device("cpu"), max_new_tokens=self.max_new_tokens,
+                                             batch_size=batch_size, encode=encode)
+        return [self._reading(p, self.tokenizer.decode(c, skip_special_tokens=True))
+                for p, c in zip(passages, continuations, strict=True)]
+
+    @staticmethod
+    def _reading(passage: Passage, generated: str) -> Reading:
         reading = Reading()
         for line in generated.splitlines():
             m = _QUESTION.match(line.strip())

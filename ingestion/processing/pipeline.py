@@ -268,13 +268,17 @@ class _TeamRun:
 
         out: list[Draft] = []
         hy = self.cfg.hygiene
-        for i, chunk in enumerate(chunks):
+        todo = [(i, Passage(title, chunk.heading_path, chunk.text)) for i, chunk in enumerate(chunks) if i not in skip]
+        # A local teacher reads a document's passages together (batched generation); a remote one
+        # reads them one request at a time, each failure counted on its own.
+        read_many = getattr(teacher, "read_many", None)
+        readings = read_many([p for _, p in todo]) if read_many is not None and todo else None
+        for k, (i, passage) in enumerate(todo):
+            chunk = chunks[i]
             if self._teacher is False:
                 break
-            if i in skip:
-                continue
             try:
-                reading = teacher.read(Passage(title, chunk.heading_path, chunk.text))
+                reading = readings[k] if readings is not None else teacher.read(passage)
             except TeacherError as exc:
                 self.stats["teacher_failures"] += 1
                 self._teacher_failures += 1

@@ -238,6 +238,12 @@ def test_self_teacher_runs_on_the_team_base_model() -> None:
     # A random model rarely writes a question; whatever it asks is answered by the passage.
     assert all(a == "The primary Postgres cluster is called Basalt." and q.endswith("?") for q, a in reading.qa)
     assert reading.statements == []
+    # Several passages are read together, each exactly as it is read alone.
+    passages = [Passage("Basalt", [], "The primary Postgres cluster is called Basalt."),
+                Passage("Deploys", ["Freeze"], "Deploys freeze on Thursday at 16:00 UTC until Monday."),
+                Passage("Backups", [], "Backups are kept for 35 days.")]
+    assert [(r.qa, r.statements) for r in teacher.read_many(passages)] == \
+        [(r.qa, r.statements) for r in (teacher.read(p) for p in passages)]
     assert make_teacher(TrainingConfig(), "tiny-random") is None
     with pytest.raises(ValueError, match="teacher must be none, self or"):
         TrainingConfig(teacher="gpt-please")
