@@ -113,13 +113,46 @@ def test_dpo_loss_is_log_two_at_init(tok, tmp_path: Path) -> None:  # type: igno
     assert recipe.losses[-1] < math.log(2)  # and training prefers the chosen answers
 
 
+def test_narrow_rows_give_the_losses_of_one_row(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A step packed as several rows (positions restarting per sequence, padding a block of its own)
+    trains exactly as the same step in one row."""
+    runs = []
+    for name, rows in (("one", 4096), ("narrow", 48)):
+        recipe = LoRARecipe(config(tmp_path, output_dir=tmp_path / name, max_steps=4, row_tokens=rows))
+        recipe.setup(units_for(tok))
+        recipe.train()
+        runs.append(recipe.losses)
+    assert runs[1] == pytest.approx(runs[0], abs=1e-5)
+
+
+def test_step_shape_follows_the_memory_available() -> None:
+    from types import SimpleNamespace
+
+    from training.recipe import CPU_ROW_TOKENS, choose_step_shape
+
+    smollm = SimpleNamespace(hidden_size=576, num_hidden_layers=30, vocab_size=49152)
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    roomy = choose_step_shape(gpu, smollm, step_tokens=16384, seq_len=512, bf16=True, free_bytes=70 << 30)
+    assert (roomy.micro_tokens, roomy.gradient_checkpointing, roomy.row_tokens) == (16384, False, 512)
+    # Less memory: smaller micro-batches first, gradient checkpointing only when a sequence does not fit.
+    tight = choose_step_shape(gpu, smollm, step_tokens=16384, seq_len=512, bf16=True, free_bytes=2 << 30)
+    assert 512 <= tight.micro_tokens < 16384 and not tight.gradient_checkpointing
+    tiny = choose_step_shape(gpu, smollm, step_tokens=16384, seq_len=512, bf16=True, free_bytes=300 << 20)
+    assert tiny.gradient_checkpointing
+    on_cpu = choose_step_shape(cpu, smollm, step_tokens=1024, seq_len=512, bf16=True, free_bytes=8 << 30)
+    assert (on_cpu.micro_tokens, on_cpu.row_tokens, on_cpu.gradient_checkpointing) == (1024, CPU_ROW_TOKENS, False)
+    assert 1 <= on_cpu.threads <= torch.get_num_threads()
+
+
 class Interrupt(Exception):
     pass
 
 
-def test_resume_after_interrupt_gives_identical_results(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("row_tokens", [None, 48])
+def test_resume_after_interrupt_gives_identical_results(tok, tmp_path: Path, row_tokens: int | None) -> None:  # type: ignore[no-untyped-def]
+    """With the device's step shape, and with steps packed as several narrow rows."""
     units = units_for(tok)
-    base_cfg = {"epochs": 4, "dropout": 0.1, "checkpoint_every": 3}
+    base_cfg = {"epochs": 4, "dropout": 0.1, "checkpoint_every": 3, "row_tokens": row_tokens}
     straight = LoRARecipe(config(tmp_path, output_dir=tmp_path / "straight", **base_cfg))
     straight.setup(units)
     straight.train()
