@@ -84,14 +84,14 @@ def test_the_shipped_probe() -> None:
     assert len({q.question for q in qa}) == 40
 
 
-def test_batched_greedy_answers_equal_one_question_at_a_time() -> None:
+def test_batched_greedy_answers_equal_one_question_at_a_time(tok) -> None:  # type: ignore[no-untyped-def]
     """Evaluation generates many questions at once (left padding); each answer is the one it gets alone."""
     import torch
 
-    from training.base_models import TINY, load_model, load_tokenizer
+    from training.base_models import TINY, load_model
     from training.modeling import greedy_continuations
 
-    tok, model = load_tokenizer(TINY), load_model(TINY)
+    model = load_model(TINY)
     # tiny-random's own weights answer every prompt alike; larger random weights make the answers
     # depend on the prompt (and any leak of padding into attention would show).
     torch.manual_seed(0)
