@@ -266,7 +266,8 @@ def bench_vs_trl(model_name: str, device: torch.device, bf16: bool, n_steps: int
         # and the log-likelihood of their answers.
         items = [QAItem(question=f.eval_question, answer=f.answer) for f in FACTS if f.team == "platform"]
         evals: dict[str, Any] = {}
-        qa_metrics(recipe.model.eval(), tok, items[:2], device)  # warm-up (kernels, chat template)
+        # Warm-up with the same shapes (oneDNN and CUDA kernels are set up per shape on first use).
+        qa_metrics(recipe.model.eval(), tok, items, device)
         for name, model in (("tacit", recipe.model), ("trl", trainer.model)):
             model.eval()
             start = time.perf_counter()
