@@ -27,7 +27,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from connectors.sandbox.company import COMPANY, FACTS, TEAMS, person
+from connectors.sandbox.company import COMPANY, FACTS, TEAMS, discussed, person
 from connectors.sandbox.graph import GraphSandbox
 from connectors.sandbox.graph.workspace import build_company
 from connectors.sandbox.notion import NotionSandbox
@@ -189,9 +189,12 @@ def serve_api(ctx: Any, port: int) -> Iterator[Any]:
 
 
 def feedback_events(team: str) -> list[dict[str, Any]]:
-    """What the team's chat assistant reports: answers users rated, some with a correction."""
+    """What the team's chat assistant reports: answers users rated, one with a correction.
+
+    Users ask it about the few facts colleagues also discuss in threads; the rest stay prose only.
+    """
     events = []
-    for i, fact in enumerate(f for f in FACTS if f.team == team):
+    for i, fact in enumerate(discussed(team)):
         wrong = "I am not sure; please check the team wiki."
         good = i % 2 == 0
         events.append({

@@ -1,10 +1,11 @@
 """The sample company (Lumen Labs) as a Microsoft 365 tenant, and a bulk builder for benchmarks.
 
 Per team: a SharePoint site whose document library holds real .docx/.pptx/.xlsx/.pdf/.html/
-.md/.txt files with the team's facts written inside; a shared help mailbox
-(`platform-help@lumenlabs.example`) where colleagues ask the facts' questions and the team
-answers (HTML, Outlook- and Gmail-style quoted history); a Microsoft Teams team whose "Help"
-channel holds the same questions and answers as threads. The platform site also holds a
+.md/.txt files with the team's wiki prose (facts inside paragraphs) written inside; a shared
+help mailbox (`platform-help@lumenlabs.example`) where colleagues ask about the few `discussed`
+facts and the team answers (HTML, Outlook- and Gmail-style quoted history), plus a long handbook
+digest; a Microsoft Teams team whose "Help" channel holds the same few questions and answers as
+threads. The platform site also holds a
 truncated .docx and a password-protected PDF (each must become one Failure), the support
 site a PNG (skipped and counted), Ada has a OneDrive, and the research team has a channel
 on which Graph answers no delta (the connector falls back to `lastModifiedDateTime`).
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from connectors.msgraph import ids
-from connectors.sandbox.company import DOMAIN, FACTS, PEOPLE, TEAMS, Person, facts_for, person
+from connectors.sandbox.company import DOMAIN, FACTS, PEOPLE, TEAMS, Person, discussed, facts_for, person, wiki_sections
 from connectors.sandbox.graph import files
 from connectors.sandbox.graph.state import Identity, SandboxState, user_id
 
@@ -121,10 +122,11 @@ def build_company(sb: object) -> Workspace:
             target = {"ok": space.documents, "fail": space.failing, "skip": space.skipped}[kind]
             target.add(ids.drive_item(drive_id, item.id))
 
-        for i, (topic, statements) in enumerate(topics.items()):
+        for i, topic in enumerate(topics):
             ext = FORMATS[i % len(FORMATS)]
-            add(f"Handbook/{topic}{ext}", files.file_bytes(ext, topic, [(topic, statements)]), person(team.name, i))
-        overview = [(topic, statements) for topic, statements in topics.items()]
+            add(f"Handbook/{topic}{ext}", files.file_bytes(ext, topic, wiki_sections(team.name, topic)),
+                person(team.name, i))
+        overview = list(topics.items())
         add("Team overview.html", files.html_bytes(f"{team.title} overview", [(team.title, [team.description]),
                                                                              *overview]),
             person(team.name, 0), [{"id": "perm-anon", "roles": ["read"], "link": {"scope": "anonymous",
@@ -143,8 +145,8 @@ def build_company(sb: object) -> Workspace:
         if team.name == "support":
             add("Brand/logo.png", files.png_bytes(), person(team.name, 0), kind="skip")
 
-        _mail(st, space, team.name, team.title, facts)
-        _channels(st, space, team.name, teams_team.id, facts)
+        _mail(st, space, team.name, team.title, discussed(team.name), list(topics))
+        _channels(st, space, team.name, teams_team.id, discussed(team.name))
 
     ada = next(p for p in PEOPLE if p.name.startswith("Ada"))
     onedrive = st.add_drive("OneDrive", user_id=user_id(ada.email))
@@ -156,7 +158,8 @@ def build_company(sb: object) -> Workspace:
     return ws
 
 
-def _mail(st: SandboxState, space: TeamSpace, team: str, title: str, facts: list) -> None:  # type: ignore[type-arg]
+def _mail(st: SandboxState, space: TeamSpace, team: str, title: str, facts: list,  # type: ignore[type-arg]
+          topics: list[str]) -> None:
     box = space.mailbox
     shared = Identity(f"{title} Help", box, user_id(box))
     for j, fact in enumerate(facts):
@@ -179,8 +182,10 @@ def _mail(st: SandboxState, space: TeamSpace, team: str, title: str, facts: list
                              + _gmail_quote(answerer, reply.sent.strftime("%a, %b %d, %Y at %H:%M"), answer_html))
         space.threads.add(ids.conversation(box, first.conversation_id))
     lead = ident(person(team, 0))
-    paragraphs = "".join(f"<p>{escape(f.statement)} This applies to everyone on the team and to anyone "
-                         f"working with us, so please keep it in mind when you plan your week.</p>" for f in facts)
+    # The digest points at the handbook rather than repeating it: its facts live in the wiki.
+    paragraphs = "".join(f"<p>We went through the {escape(topic)} page this quarter. If something there no "
+                         f"longer matches how you work, edit the page or tell {escape(lead.name)}, so that "
+                         f"newcomers do not learn an outdated habit.</p>" for topic in topics)
     digest = st.add_mail(box, "inbox", subject=f"{title} handbook digest", sender=lead, to=[shared],
                          key=f"{team}-digest",
                          html=f"<html><body><h2>{escape(title)} handbook digest</h2><p>Hello everyone,</p>"

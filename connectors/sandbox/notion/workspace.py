@@ -1,12 +1,13 @@
 """The sample company (`connectors.sandbox.company`) written as a realistic Notion workspace.
 
 Per team: a top-level teamspace page (parent: the workspace) titled with the team's title, one
-child page per topic holding the facts as prose under headings, plus the block types peers
+child page per topic holding the team's wiki prose (topic headings, facts inside paragraphs), plus the block types peers
 drop (tables, lists with check state, toggles, callouts, quotes, code, equations, mentions,
 media with captions, synced blocks, a page with more than 100 blocks, a toggle with more than
 100 children, nested child pages, one block type no client knows); one data source per team
 whose rows carry facts in their properties (people, dates, selects, relations, rollups,
-formulas); and discussions asking each fact's question with a reply giving the answer.
+formulas); and discussions: the few `discussed` facts asked on their pages and answered by a
+teammate, a question on a heading, and a lone comment.
 
 `build_workspace(extra_pages=N)` adds N filler pages (for the benchmark).
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from connectors.sandbox.company import COMPANY, DOMAIN, FACTS, PEOPLE, TEAMS, Person, facts_for, person
+from connectors.sandbox.company import COMPANY, DOMAIN, PEOPLE, TEAMS, Person, facts_for, person, wiki_sections
 from connectors.sandbox.notion.builder import (
     Builder,
     Spec,
@@ -90,9 +91,10 @@ def _schema(**props: dict[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- topic pages
 def _fact_blocks(team: str, topic: str) -> list[Spec]:
-    blocks: list[Spec] = [h1("Key facts")]
-    for fact in (f for f in FACTS if f.team == team and f.topic == topic):
-        blocks += [h2(fact.question), p(fact.statement)]
+    """The topic's wiki prose: a heading per sub-topic, then its paragraphs."""
+    blocks: list[Spec] = []
+    for heading, paragraphs in wiki_sections(team, topic):
+        blocks += [h1(heading), *(p(text) for text in paragraphs)]
     return blocks
 
 
@@ -163,7 +165,7 @@ def _support_topics(b: Builder, ids: dict[str, str]) -> dict[str, list[Spec]]:
         "Refunds": [
             p("Questions about refunds go to ", _u(dana), "."),
             *_fact_blocks("support", "Refunds"),
-            h1("Approval limits"),
+            h1("Limits at a glance"),
             table([["Amount", "Who approves"], ["up to 200 euros", "any support agent"],
                    ["above 200 euros", dana.name]]),
             callout("💶", "Always note the order number in the refund reason."),
@@ -466,21 +468,21 @@ def _child_block(ws: Workspace, page_id: str, title: str, parent: str):  # type:
 
 
 def _discussions(b: Builder, ws: Workspace, team: str) -> None:
-    """Each fact's question asked on its topic page, answered by a teammate."""
-    for i, fact in enumerate(facts_for(team)):
+    """The few discussed facts asked on their topic pages, answered by a teammate."""
+    for i, fact in ((i, f) for i, f in enumerate(facts_for(team)) if f.discussed):
         asker, answerer = person(team, i + 1), person(team, i)
         page = ws.keys[f"{team}/{fact.topic}"]
         b.discussion(page, [
             (asker.id, rich(fact.question)),
             (answerer.id, rich(f"{fact.answer[0].upper()}{fact.answer[1:]}. {fact.statement}")),
         ], key=f"{team}/discussion/{i}")
-    # One discussion on a block (a heading), not on the page.
+    # One discussion on a block (the page's first topic heading), not on the page.
     first = facts_for(team)[0]
     page = ws.pages[ws.keys[f"{team}/{first.topic}"]]
-    heading = next(bid for bid in page.children if ws.blocks[bid].type == "heading_2")
+    heading = next(bid for bid in page.children if ws.blocks[bid].type == "heading_1")
     b.discussion(heading, [
         (person(team, 2).id, rich("Is this still current?")),
-        (person(team, 0).id, rich(f"Yes, confirmed this quarter: {first.answer}.")),
+        (person(team, 0).id, rich("Yes, we went through it again this quarter.")),
     ], key=f"{team}/block-discussion", block=True)
     # A single comment with no reply.
     b.discussion(ws.keys[f"{team}/root"], [(person(team, 1).id, rich("Thanks for keeping this page tidy!"))],
