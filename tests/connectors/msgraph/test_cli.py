@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.sandbox.company import facts_for
+from connectors.sandbox.company import discussed, facts_for
 from connectors.sandbox.graph import GraphSandbox
 from connectors.sandbox.graph.workspace import Workspace
 from tests.connectors.harness_msgraph import source_toml
@@ -30,9 +30,10 @@ def test_tacit_sync_brings_files_mail_and_teams_threads(write_config: Callable[.
     write_config(tmp_path, db_url, TEAMS + source_toml(sb, ws, "m365", "platform"))
     proc = tacit("sync", "m365", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    # 7 files of the platform site, Ada's OneDrive note, the long digest mail; 9 mail and 8 Teams threads;
+    # 7 files of the platform site, Ada's OneDrive note, the long digest mail; 3 mail threads (the two
+    # discussed facts and the digest) and 2 Teams threads;
     # the truncated .docx and the encrypted .pdf fail
-    assert "m365: 9 documents written, 0 unchanged, 17 interactions, 0 tombstones, 2 failures" in proc.stdout
+    assert "m365: 9 documents written, 0 unchanged, 5 interactions, 0 tombstones, 2 failures" in proc.stdout
     assert sb.client_secret not in proc.stdout + proc.stderr
 
     docs = [json.loads(line) for line in tacit("export", "documents", "platform",
@@ -51,8 +52,8 @@ def test_tacit_sync_brings_files_mail_and_teams_threads(write_config: Callable[.
 
     threads = [json.loads(line) for line in tacit("export", "interactions", "platform",
                                                      cwd=tmp_path).stdout.splitlines()]
-    assert len(threads) == 17 and {t["kind"] for t in threads} == {"thread"}
-    fact = facts_for("platform")[4]  # "What is the primary Postgres cluster called?"
+    assert len(threads) == 5 and {t["kind"] for t in threads} == {"thread"}
+    fact = discussed("platform")[1]  # "What is the primary Postgres cluster called?"
     mail = next(t for t in threads if t["metadata"]["source"] == "mail"
                 and fact.question in t["messages"][0]["text"])
     assert fact.statement in mail["messages"][1]["text"] and "From:" not in mail["messages"][1]["text"]
