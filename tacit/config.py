@@ -90,6 +90,15 @@ class TrainingConfig(_Strict):
     continue_lr_scale: float = Field(0.5, gt=0, le=1)
     epochs: int = Field(3, ge=1)
     max_steps: int | None = Field(None, ge=1)
+    # A refresh takes at least min_steps optimizer steps (more epochs over small data): a handful
+    # of new facts needs repeated updates to be remembered (see training.service).
+    min_steps: int = Field(40, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # Anchor replay (training.anchors): general prompts with the base model's distilled answers,
+    # anchor_ratio tokens of them per team token, their term weighted anchor_weight beside the team's.
+    anchor_ratio: float = Field(0.5, ge=0.0, le=4.0)
+    anchor_weight: float = Field(1.0, ge=0.0)
+    anchor_text: bool = False  # anchors also as plain text, not only as chat answers
     micro_batch_tokens: int = Field(1024, ge=64)
     seq_len: int = Field(512, ge=32)
     replay_ratio: float = Field(0.15, ge=0.0, le=0.9)

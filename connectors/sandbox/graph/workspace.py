@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from connectors.msgraph import ids
-from connectors.sandbox.company import DOMAIN, FACTS, PEOPLE, TEAMS, Person, facts_for, person
+from connectors.sandbox.company import DOMAIN, FACTS, PEOPLE, TEAMS, Person, discussed_for, facts_for, person
 from connectors.sandbox.graph import files
 from connectors.sandbox.graph.state import Identity, SandboxState, user_id
 
@@ -110,7 +110,7 @@ def build_company(sb: object) -> Workspace:
         facts = facts_for(team.name)
         topics: dict[str, list[str]] = {}
         for fact in facts:
-            topics.setdefault(fact.topic, []).append(fact.statement)
+            topics.setdefault(fact.topic, []).append(fact.paragraph)
 
         def add(path: str, content: bytes, author: Person, extra: list[dict] | None = None, *, kind: str = "ok",
                 space: TeamSpace = space, drive_id: str = drive.id, team_name: str = team.name,
@@ -143,23 +143,24 @@ def build_company(sb: object) -> Workspace:
         if team.name == "support":
             add("Brand/logo.png", files.png_bytes(), person(team.name, 0), kind="skip")
 
-        _mail(st, space, team.name, team.title, facts)
-        _channels(st, space, team.name, teams_team.id, facts)
+        _mail(st, space, team.name, team.title, discussed_for(team.name), facts)
+        _channels(st, space, team.name, teams_team.id, discussed_for(team.name))
 
     ada = next(p for p in PEOPLE if p.name.startswith("Ada"))
     onedrive = st.add_drive("OneDrive", user_id=user_id(ada.email))
     item = st.add_file(onedrive.id, "Runbook notes.md", files.md_bytes("Runbook notes", [(
-        "On-call", [f.statement for f in FACTS if f.topic == "On-call"])]), author=ident(ada),
+        "On-call", [f.paragraph for f in FACTS if f.topic == "On-call"])]), author=ident(ada),
         permissions=[{"id": "perm-ada", "roles": ["owner"], "grantedToV2": ident(ada).as_user()}])
     ws.onedrive_user = ada.email
     ws.onedrive_documents.add(ids.drive_item(onedrive.id, item.id))
     return ws
 
 
-def _mail(st: SandboxState, space: TeamSpace, team: str, title: str, facts: list) -> None:  # type: ignore[type-arg]
+def _mail(st: SandboxState, space: TeamSpace, team: str, title: str, asked: list, facts: list) -> None:  # type: ignore[type-arg]
+    """A conversation for each fact in `asked`, and a digest of every fact's paragraph."""
     box = space.mailbox
     shared = Identity(f"{title} Help", box, user_id(box))
-    for j, fact in enumerate(facts):
+    for j, fact in enumerate(asked):
         asker, answerer = ident(_asker(team, j)), ident(person(team, j))
         subject = f"Question about {fact.topic.lower()}"
         first = st.add_mail(box, "inbox", subject=subject, sender=asker, to=[shared], key=f"{team}-{j}-q",
@@ -179,8 +180,7 @@ def _mail(st: SandboxState, space: TeamSpace, team: str, title: str, facts: list
                              + _gmail_quote(answerer, reply.sent.strftime("%a, %b %d, %Y at %H:%M"), answer_html))
         space.threads.add(ids.conversation(box, first.conversation_id))
     lead = ident(person(team, 0))
-    paragraphs = "".join(f"<p>{escape(f.statement)} This applies to everyone on the team and to anyone "
-                         f"working with us, so please keep it in mind when you plan your week.</p>" for f in facts)
+    paragraphs = "".join(f"<p>{escape(f.paragraph)}</p>" for f in facts)
     digest = st.add_mail(box, "inbox", subject=f"{title} handbook digest", sender=lead, to=[shared],
                          key=f"{team}-digest",
                          html=f"<html><body><h2>{escape(title)} handbook digest</h2><p>Hello everyone,</p>"

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from connectors.sandbox.company import COMPANY, DOMAIN, FACTS, PEOPLE, TEAMS, Person, facts_for, person
+from connectors.sandbox.company import COMPANY, DOMAIN, FACTS, PEOPLE, TEAMS, Person, discussed_for, facts_for, person
 from connectors.sandbox.notion.builder import (
     Builder,
     Spec,
@@ -90,9 +90,10 @@ def _schema(**props: dict[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- topic pages
 def _fact_blocks(team: str, topic: str) -> list[Spec]:
-    blocks: list[Spec] = [h1("Key facts")]
+    """The topic's sections as a wiki writes them: a heading naming the subject, then prose."""
+    blocks: list[Spec] = []
     for fact in (f for f in FACTS if f.team == team and f.topic == topic):
-        blocks += [h2(fact.question), p(fact.statement)]
+        blocks += [h1(fact.section), p(fact.paragraph)]
     return blocks
 
 
@@ -466,8 +467,8 @@ def _child_block(ws: Workspace, page_id: str, title: str, parent: str):  # type:
 
 
 def _discussions(b: Builder, ws: Workspace, team: str) -> None:
-    """Each fact's question asked on its topic page, answered by a teammate."""
-    for i, fact in enumerate(facts_for(team)):
+    """A few facts' questions asked on their topic page, answered by a teammate."""
+    for i, fact in enumerate(discussed_for(team)):
         asker, answerer = person(team, i + 1), person(team, i)
         page = ws.keys[f"{team}/{fact.topic}"]
         b.discussion(page, [
@@ -477,7 +478,7 @@ def _discussions(b: Builder, ws: Workspace, team: str) -> None:
     # One discussion on a block (a heading), not on the page.
     first = facts_for(team)[0]
     page = ws.pages[ws.keys[f"{team}/{first.topic}"]]
-    heading = next(bid for bid in page.children if ws.blocks[bid].type == "heading_2")
+    heading = next(bid for bid in page.children if ws.blocks[bid].type == "heading_1")
     b.discussion(heading, [
         (person(team, 2).id, rich("Is this still current?")),
         (person(team, 0).id, rich(f"Yes, confirmed this quarter: {first.answer}.")),

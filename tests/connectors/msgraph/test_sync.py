@@ -18,7 +18,7 @@ from connectors.base import (
     Tombstone,
 )
 from connectors.msgraph import ids
-from connectors.sandbox.company import FACTS, facts_for
+from connectors.sandbox.company import FACTS, discussed_for, facts_for
 from connectors.sandbox.graph import GraphSandbox, files
 from connectors.sandbox.graph.workspace import Workspace, add_bulk_files
 from tests.connectors.harness_msgraph import connector, records, run
@@ -35,8 +35,8 @@ def test_full_sync_brings_files_mail_and_teams_with_the_right_text(sandbox: tupl
     # every format carries the facts written inside it
     for path, fact in [("/Handbook/Deploy policy.docx", FACTS[0]), ("/Handbook/On-call.pptx", FACTS[2]),
                        ("/Handbook/Databases.xlsx", FACTS[4]), ("/Handbook/Internal cloud.pdf", FACTS[6])]:
-        assert fact.statement in docs[path].text, path
-    assert "## Deploy policy\n\n- The weekly deploy freeze starts every Thursday at 16:00 UTC." in \
+        assert fact.statement in " ".join(docs[path].text.split()), path  # a PDF wraps long lines
+    assert f"## Deploy policy\n\n- {FACTS[0].paragraph}" in \
         docs["/Team overview.html"].text
     assert "tracking" not in docs["/Team overview.html"].text  # <script> dropped
     assert docs["/README.md"].text.startswith("# Platform Engineering\n")
@@ -69,7 +69,7 @@ def test_full_sync_brings_files_mail_and_teams_with_the_right_text(sandbox: tupl
     assert all(f.statement in digest.text for f in facts_for("platform"))
     # a Teams thread, linked to its channel
     teams_threads = [r for r in got.values() if isinstance(r, Interaction) and r.metadata.get("source") == "teams"]
-    assert len(teams_threads) == len(facts_for("platform"))
+    assert len(teams_threads) == len(discussed_for("platform")) < len(facts_for("platform"))
     first = next(t for t in teams_threads if t.messages[0].text == facts_for("platform")[0].question)
     assert [m.text for m in first.messages] == [fact.question, fact.statement, "Great, thank you!"]
     assert [m.role for m in first.messages] == ["user", "assistant", "user"]
@@ -94,7 +94,7 @@ def test_unsupported_files_are_skipped_and_counted(sandbox: tuple[GraphSandbox, 
 
 def test_size_cap_skips_large_files(sandbox: tuple[GraphSandbox, Workspace]) -> None:
     sb, ws = sandbox
-    c = connector(sb, ws, max_file_bytes=2000)
+    c = connector(sb, ws, max_file_bytes=4000)
     items, _ = run(c)
     docs = [r for r in items if isinstance(r, Document) and r.metadata.get("source") == "drive"]
     assert {d.metadata["file_type"] for d in docs} == {"html", "md", "txt", "pdf"}  # small files only
@@ -123,22 +123,22 @@ def test_incremental_sync_reads_only_what_changed(sandbox: tuple[GraphSandbox, W
     st.add_mail(box, "sentitems", subject="RE: Question about databases", sender=ada, to=[conv.sender],
                 conversation_id=conv.conversation_id, html="<p>Also: backups are tested monthly.</p>")
     roots = [m for m in st.messages.values() if m.team_id == space.team_id and m.reply_to is None]
-    st.post_message(space.team_id, roots[1].channel_id, "<p>Follow-up: see the runbook.</p>",
-                    author=roots[1].author, reply_to=roots[1].id)
-    st.delete_message(roots[2].id)
+    st.post_message(space.team_id, roots[0].channel_id, "<p>Follow-up: see the runbook.</p>",
+                    author=roots[0].author, reply_to=roots[0].id)
+    st.delete_message(roots[1].id)
     changed, cp = run(c, cp)
     got = records(changed)
     drive_id = space.drive_id
     assert set(got) == {ids.drive_item(drive_id, readme), ids.drive_item(drive_id, space.items["Notes/Meeting notes.txt"]),
                         ids.conversation(box, conv.conversation_id),
-                        ids.channel_thread(space.team_id, roots[1].channel_id, roots[1].id),
-                        ids.channel_thread(space.team_id, roots[2].channel_id, roots[2].id)}
+                        ids.channel_thread(space.team_id, roots[0].channel_id, roots[0].id),
+                        ids.channel_thread(space.team_id, roots[1].channel_id, roots[1].id)}
     assert "Deploys now run on Tuesdays." in got[ids.drive_item(drive_id, readme)].text
     assert isinstance(got[ids.drive_item(drive_id, space.items["Notes/Meeting notes.txt"])], Tombstone)
     assert got[ids.conversation(box, conv.conversation_id)].messages[-1].text == "Also: backups are tested monthly."
-    reply_thread = got[ids.channel_thread(space.team_id, roots[1].channel_id, roots[1].id)]
+    reply_thread = got[ids.channel_thread(space.team_id, roots[0].channel_id, roots[0].id)]
     assert reply_thread.messages[-1].text == "Follow-up: see the runbook."
-    assert isinstance(got[ids.channel_thread(space.team_id, roots[2].channel_id, roots[2].id)], Tombstone)
+    assert isinstance(got[ids.channel_thread(space.team_id, roots[1].channel_id, roots[1].id)], Tombstone)
 
 
 def test_expired_delta_token_restarts_that_drive_from_scratch(sandbox: tuple[GraphSandbox, Workspace]) -> None:
