@@ -63,8 +63,10 @@ def company_teams(folder: Path) -> list[str]:
     return sorted(p.name.removesuffix(".eval.jsonl") for p in folder.glob("*.eval.jsonl"))
 
 
-def write_config(root: Path, folder: Path, teams: list[str], model: str, method: dict[str, bool]) -> Path:
-    """Every team of the company (their eval sets measure leakage), one webhook source per team."""
+def write_config(root: Path, folder: Path, teams: list[str], model: str, method: dict[str, bool],
+                 overrides: list[str] = ()) -> Path:
+    """Every team of the company (their eval sets measure leakage), one webhook source per team;
+    `overrides` are extra `key = value` lines of every team's `[teams.training]` (trials of a default)."""
     lines = ["[storage]", f'database_url = "sqlite:///{root}/tacit.db"', f'data_dir = "{root}/.tacit"', "",
              "[queue]", 'broker_url = "memory://"', ""]
     for team in teams:
@@ -72,7 +74,7 @@ def write_config(root: Path, folder: Path, teams: list[str], model: str, method:
                   f'eval_set = "{folder / f"{team}.eval.jsonl"}"', "", "[teams.examples]",
                   f"cpt = {str(method['cpt']).lower()}", f"structure_qa = {str(method['structure_qa']).lower()}",
                   f"study = {str(method['study']).lower()}", "", "[teams.training]", "min_new_tokens = 0",
-                  f"distill = {str(method['distill']).lower()}", ""]
+                  f"distill = {str(method['distill']).lower()}", *overrides, ""]
     for team in teams:
         lines += ["[[sources]]", f'name = "wiki-{team}"', 'kind = "webhook"', f'team = "{team}"', ""]
     path = root / "tacit.toml"
@@ -105,10 +107,10 @@ def figures(result: dict[str, Any], wall_s: float, forgetting_bound: float) -> d
 
 
 def run_method(name: str, folder: Path, all_teams: list[str], teams: list[str], model: str,
-               results: dict[str, Any], save: Any) -> None:
+               results: dict[str, Any], save: Any, overrides: list[str] = ()) -> None:
     with tempfile.TemporaryDirectory(prefix=f"bench-knowledge-{name}-") as tmp:
         root = Path(tmp)
-        config = write_config(root, folder, all_teams, model, METHODS[name])
+        config = write_config(root, folder, all_teams, model, METHODS[name], overrides)
         for team in teams:
             start = time.perf_counter()
             say(f"  [{name}] {team}: {tacit_import(config, folder / f'{team}.jsonl', f'wiki-{team}')} "
@@ -164,6 +166,8 @@ def main() -> None:
     parser.add_argument("--teams", default="", help="comma-separated (default: every team of the company)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--device", default="auto", help="TACIT_DEVICE for training and evaluation")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a [teams.training] setting for every team, e.g. --set learning_rate=2e-3 (repeatable)")
     parser.add_argument("--json", type=Path, default=None, help="results file (default under benchmarks/results/)")
     args = parser.parse_args()
 
@@ -175,11 +179,15 @@ def main() -> None:
     unknown = [m for m in methods if m not in METHODS] + [t for t in teams if t not in all_teams]
     if unknown:
         parser.error(f"unknown method or team: {', '.join(unknown)}")
+    bad = [kv for kv in args.set if "=" not in kv or not kv.split("=", 1)[0].strip()]
+    if bad:
+        parser.error(f"--set takes KEY=VALUE, not {bad[0]!r}")
+    overrides = [f"{k.strip()} = {v.strip()}" for k, v in (kv.split("=", 1) for kv in args.set)]
     if args.device != "auto":
         os.environ["TACIT_DEVICE"] = args.device
     out = args.json or ROOT / "benchmarks" / "results" / f"knowledge-{company}-{args.model}.json"
     results: dict[str, Any] = {"company": company, "model": args.model, "device": args.device,
-                               "methods": {m: METHODS[m] for m in methods}, "teams": teams, "runs": {},
+                               "methods": {m: METHODS[m] for m in methods}, "teams": teams, "settings": overrides, "runs": {},
                                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
 
     def save() -> None:
@@ -189,7 +197,7 @@ def main() -> None:
     start = time.perf_counter()
     for name in methods:
         say(f"method {name}: {METHODS[name]}")
-        run_method(name, folder, all_teams, teams, args.model, results, save)
+        run_method(name, folder, all_teams, teams, args.model, results, save, overrides)
     results["wall_s"] = round(time.perf_counter() - start, 1)
     save()
     print_table(results)

@@ -140,17 +140,23 @@ def reference_topk(model: Any, seqs: list[Seq], device: torch.device, *, topk: i
         seq.ref_topk = cache[keys[id(seq)]]
 
 
-def anchor_units(rows: list[dict[str, str]], tokenizer: Any, seq_len: int, tokens: int, seed: int) -> list[Unit]:
+def anchor_units(rows: list[dict[str, str]], tokenizer: Any, seq_len: int, tokens: int, seed: int,
+                 text: bool = False) -> list[Unit]:
     """Anchors of about `tokens` tokens in all: the rows in a seeded order, cycled when more are
     asked for than exist. A repeated row is the same `Seq` object, so its base-model targets
-    are computed once."""
+    are computed once. `text`: each row also as plain text (prompt and answer, every token
+    distilled), since a team's raw-text examples move the model's plain-text distribution, which
+    the chat-formatted anchors alone do not hold in place."""
     if not rows or tokens <= 0:
         return []
     order = list(rows)
     random.Random(f"anchors:{seed}").shuffle(order)
     rendered: list[list[Seq]] = []
     for row in order:
-        for unit in render("qa", {"question": row["prompt"], "answer": row["answer"]}, tokenizer, seq_len):
+        units = render("qa", {"question": row["prompt"], "answer": row["answer"]}, tokenizer, seq_len)
+        if text:
+            units += render("cpt", {"text": f"{row['prompt']}\n{row['answer']}"}, tokenizer, seq_len)
+        for unit in units:
             for seq in unit.seqs:
                 seq.role = "anchor"
             rendered.append(unit.seqs)

@@ -85,6 +85,7 @@ class RecipeConfig(BaseModel):
     dpo_beta: float = 0.1
     anchor_ratio: float = 0.0  # anchor tokens per team token (see training.anchors)
     anchor_weight: float = 1.0  # the anchor term's weight beside the team term (each token-mean)
+    anchor_text: bool = False  # anchors also as plain text (see training.anchors.anchor_units)
     anchor_topk: int = 32  # anchors match the base model's top-k next-token distribution (0: its greedy tokens)
     anchor_cache: Path | None = None
     distill_weight: float = 1.0  # the context-distillation term's weight (each token-mean; see training.distill)
@@ -104,7 +105,7 @@ class RecipeConfig(BaseModel):
         keys = ("base_model", "rank", "alpha", "dropout", "learning_rate", "min_lr_ratio", "warmup_ratio",
                 "weight_decay", "grad_clip", "epochs", "min_steps", "min_steps_per_epoch", "min_step_tokens",
                 "max_epochs", "max_steps", "step_tokens",
-                "seq_len", "seed", "dpo_beta", "anchor_ratio", "anchor_weight", "anchor_topk", "base_hash",
+                "seq_len", "seed", "dpo_beta", "anchor_ratio", "anchor_weight", "anchor_text", "anchor_topk", "base_hash",
                 "distill_weight", "distill_topk")
         data = self.model_dump(include=set(keys))
         data["parent_adapter"] = str(self.parent_adapter) if self.parent_adapter else None
@@ -326,7 +327,8 @@ class LoRARecipe:
             # anchors are sized for the tokens it will train, not for its data alone, or a
             # handful of new examples pulls the whole model towards them unopposed.
             team_tokens = max(sum(u.tokens for u in units), cfg.min_steps * cfg.min_step_tokens)
-            self.units += anchor_units(rows, tokenizer, cfg.seq_len, round(cfg.anchor_ratio * team_tokens), cfg.seed)
+            self.units += anchor_units(rows, tokenizer, cfg.seq_len, round(cfg.anchor_ratio * team_tokens), cfg.seed,
+                                       text=cfg.anchor_text)
         self._reference_logprobs()
         self._anchor_targets()
         self._distill_targets()

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from db import models
 from db.base import utcnow
-from tacit.config import TeamConfig
+from tacit.config import TeamConfig, TrainingConfig
 from tacit.context import Context
 from tacit.errors import NoAdapter
 from training import base_models
@@ -49,14 +49,14 @@ from training.serving.vllm import sync_team_quietly
 #: at lr 1e-3 (benchmarks/bench_training.py --quick): ~3 epochs left the team QA at 0-1 of 8,
 #: ~6 epochs reached 5 of 8 but raised the forgetting probe's NLL by 13 %; ~4 epochs (these
 #: values) gave 3 of 8 with forgetting 0.00-0.08.
-MIN_STEPS = 40
+MIN_STEPS = TrainingConfig().min_steps
 MIN_STEPS_PER_EPOCH = 10
 MIN_STEP_TOKENS = 256
 MAX_EPOCHS = 30
 #: Anchor tokens (general prompts with the base model's distilled answers) per team token, counting
 #: at least the tokens of MIN_STEPS small steps. On the sample company's demo (one pass, lr 2e-3)
 #: 0.5 kept the general probe's NLL within +7 % for every team.
-ANCHOR_RATIO = 0.5
+ANCHOR_RATIO = TrainingConfig().anchor_ratio
 CHECKPOINT_EVERY = 10  # steps between resume checkpoints
 MAX_EVAL_ITEMS = 64
 MAX_OTHER_TEAM_ITEMS = 32
@@ -259,12 +259,13 @@ def _refresh(ctx: Context, team_cfg: TeamConfig, force: bool, progress: _Progres
             raise ValueError("the selected examples hold no trainable tokens")
         recipe_cfg = RecipeConfig(
             base_model=team_cfg.base_model, data_dir=ctx.data_dir, output_dir=out_dir, parent_adapter=parent_path,
-            rank=tcfg.rank, alpha=alpha, epochs=tcfg.epochs,
+            rank=tcfg.rank, alpha=alpha, dropout=tcfg.lora_dropout, epochs=tcfg.epochs,
             learning_rate=tcfg.learning_rate * (tcfg.continue_lr_scale if parent_path else 1.0),
             max_steps=tcfg.max_steps, step_tokens=tcfg.micro_batch_tokens, seq_len=tcfg.seq_len, seed=tcfg.seed,
-            min_steps=MIN_STEPS, min_steps_per_epoch=MIN_STEPS_PER_EPOCH, min_step_tokens=MIN_STEP_TOKENS,
+            min_steps=tcfg.min_steps, min_steps_per_epoch=MIN_STEPS_PER_EPOCH, min_step_tokens=MIN_STEP_TOKENS,
             max_epochs=MAX_EPOCHS,
-            anchor_ratio=ANCHOR_RATIO, base_hash=base_hash, distill_weight=tcfg.distill_weight,
+            anchor_ratio=tcfg.anchor_ratio, anchor_weight=tcfg.anchor_weight,
+            anchor_text=tcfg.anchor_text, base_hash=base_hash, distill_weight=tcfg.distill_weight,
             bf16=bf16_default(tcfg.precision, resolve_device("auto")),
             anchor_cache=base_models.models_dir(ctx.data_dir) / "anchors", checkpoint_every=CHECKPOINT_EVERY)
         train = _train(recipe_cfg, units, tokenizer, progress, lock)

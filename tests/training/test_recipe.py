@@ -250,6 +250,11 @@ def test_anchor_loss_is_the_cross_entropy_to_the_base_models_top_k(tok, tmp_path
     recipe = LoRARecipe(config(tmp_path, max_steps=1, step_tokens=4096, anchor_topk=8))
     recipe.setup(units)
     recipe.train()
+    assert recipe.losses[0] == pytest.approx(base_topk_cross_entropy(units, 8), abs=1e-4)
+
+
+def base_topk_cross_entropy(units: list, k: int) -> float:  # type: ignore[type-arg]
+    """Token-mean cross entropy of the base model against its own renormalised top-k at every labelled position."""
     base = load_model(TINY)
     total, count = 0.0, 0
     with torch.no_grad():
@@ -257,11 +262,28 @@ def test_anchor_loss_is_the_cross_entropy_to_the_base_models_top_k(tok, tmp_path
             seq = unit.seqs[0]
             logits = base(input_ids=torch.tensor([seq.input_ids]), use_cache=False).logits[0].double()
             at = torch.tensor([i for i, label in enumerate(seq.labels) if label != IGNORE])
-            probs, ids = torch.softmax(logits[at], -1).topk(8, -1)
+            probs, ids = torch.softmax(logits[at], -1).topk(k, -1)
             probs = probs / probs.sum(-1, keepdim=True)
             total += float(-(probs * torch.log_softmax(logits[at], -1).gather(-1, ids)).sum())
             count += len(at)
-    assert recipe.losses[0] == pytest.approx(total / count, abs=1e-4)
+    return total / count
+
+
+def test_plain_text_anchors_distil_every_token_of_prompt_and_answer(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from training.anchors import anchor_units
+
+    rows = [{"prompt": "What is a map?", "answer": "A map is a drawing of a place."}]
+    chat = anchor_units(rows, tok, 512, 1, seed=0)
+    units = anchor_units(rows, tok, 512, 10_000, seed=0, text=True)
+    both = units[:2]
+    assert both[0].seqs[0].input_ids == chat[0].seqs[0].input_ids  # the chat form, then the plain text
+    plain = both[1].seqs[0]
+    assert plain.role == "anchor" and tok.decode(plain.input_ids).startswith("What is a map?\nA map is a drawing")
+    assert plain.targets == len(plain) - 1  # every next token, the prompt's too
+    recipe = LoRARecipe(config(tmp_path, max_steps=1, step_tokens=4096, anchor_topk=8))
+    recipe.setup(both)
+    recipe.train()
+    assert recipe.losses[0] == pytest.approx(base_topk_cross_entropy(both, 8), abs=1e-4)
 
 
 def test_min_steps_adds_epochs_only_up_to_that_many_steps(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
