@@ -20,10 +20,11 @@ from ingestion.api.app import create_app
 from tacit.config import load_config
 from tacit.context import Context
 from tacit.logs import JsonFormatter
-from tests.conftest import DEFAULT_SOURCES, DEFAULT_TEAMS, write_config
 
 #: The `tacit` fixture (conftest.py): the command line in a fresh process.
 Tacit = Callable[..., subprocess.CompletedProcess[str]]
+#: The `write_config` fixture (conftest.py).
+WriteConfig = Callable[..., Path]
 
 DOC = {"type": "document", "external_id": "runbook", "title": "Deploy runbook",
        "text": "# Deploys\n\nThe deploy freeze starts Thursday at 16:00 UTC.", "acl": ["team:platform"]}
@@ -42,8 +43,10 @@ def test_version(tacit: Tacit, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_json_on_lists_shows_and_results_and_the_team_named_first(tacit: Tacit, tmp_path: Path, db_url: str) -> None:
-    config = write_config(tmp_path, db_url, DEFAULT_TEAMS + DEFAULT_SOURCES)
+def test_json_on_lists_shows_and_results_and_the_team_named_first(tacit: Tacit, tmp_path: Path, db_url: str,
+                                                                  write_config: WriteConfig, default_teams: str,
+                                                                  default_sources: str) -> None:
+    config = write_config(tmp_path, db_url, default_teams + default_sources)
     (tmp_path / "records.jsonl").write_text(json.dumps(DOC) + "\n")
     imported = one_json(tacit("import", "records.jsonl", "--source", "assistant", "--json", config=config))
     assert imported["totals"]["documents_written"] == 1 and imported["queued"] is False  # type: ignore[index]
@@ -81,7 +84,7 @@ def test_json_on_lists_shows_and_results_and_the_team_named_first(tacit: Tacit, 
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_logs_as_json_lines_on_request(tacit: Tacit, tmp_path: Path, db_url: str) -> None:
+def test_logs_as_json_lines_on_request(tacit: Tacit, tmp_path: Path, db_url: str, write_config: WriteConfig) -> None:
     config = write_config(tmp_path, db_url)
     for proc in (tacit("--log-format", "json", "-v", "status", "--json", config=config),
                  tacit("-v", "status", "--json", config=config, env={"TACIT_LOG_FORMAT": "json"})):
@@ -108,10 +111,11 @@ def test_json_formatter_keeps_extra_fields_and_tracebacks() -> None:
     assert "ValueError: boom" in entry["exception"] and entry["time"].endswith("Z")
 
 
-def test_doctor_passes_on_a_ready_installation_and_names_each_failure(tacit: Tacit, tmp_path: Path,
-                                                                      db_url: str) -> None:
+def test_doctor_passes_on_a_ready_installation_and_names_each_failure(tacit: Tacit, tmp_path: Path, db_url: str,
+                                                                      write_config: WriteConfig,
+                                                                      default_sources: str) -> None:
     with NotionSandbox() as notion:
-        config = write_config(tmp_path, db_url, TEAM_BLOCK + notion.source_block("lumen", "platform") + DEFAULT_SOURCES)
+        config = write_config(tmp_path, db_url, TEAM_BLOCK + notion.source_block("lumen", "platform") + default_sources)
         ctx = Context(load_config(config))  # migrated, as any command leaves it
         with ThreadedServer(create_app(ctx)) as api:
             text = config.read_text().replace("[queue]", f'[api]\npublic_url = "{api.url}/"\n\n[queue]')
@@ -149,8 +153,8 @@ def test_doctor_passes_on_a_ready_installation_and_names_each_failure(tacit: Tac
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_sync_json_is_one_document_with_each_source_and_what_was_processed(tacit: Tacit, tmp_path: Path,
-                                                                          db_url: str) -> None:
+def test_sync_json_is_one_document_with_each_source_and_what_was_processed(tacit: Tacit, tmp_path: Path, db_url: str,
+                                                                          write_config: WriteConfig) -> None:
     with NotionSandbox() as notion:
         config = write_config(tmp_path, db_url, TEAM_BLOCK + notion.source_block("lumen", "platform"))
         result = one_json(tacit("sync", "--json", config=config))
@@ -161,7 +165,7 @@ def test_sync_json_is_one_document_with_each_source_and_what_was_processed(tacit
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_an_empty_answer_says_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                 tmp_path: Path, db_url: str) -> None:
+                                 tmp_path: Path, db_url: str, write_config: WriteConfig) -> None:
     from tacit.cli import main
     from training import service
 
