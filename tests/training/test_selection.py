@@ -54,6 +54,16 @@ def test_preference_is_a_pair_with_the_prompt_masked(tok) -> None:  # type: igno
     assert render("preference", {"prompt": "x", "chosen": "", "rejected": "y"}, tok, 512) == []
 
 
+def activate_v1(ctx, team_name: str, example_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
+    """An active version 1 of the team whose lineage holds `example_ids`."""
+    with ctx.session() as session:
+        team = ctx.team_row(session, team_name)
+        v1 = models.Adapter(team_id=team.id, version=1, status="active", base_model="tiny-random")
+        session.add(v1)
+        session.flush()
+        session.add_all([models.AdapterLineage(adapter_id=v1.id, example_id=i) for i in example_ids])
+
+
 def test_replay_count_is_the_share_of_the_mix() -> None:
     assert replay_count(85, 0.15) == 15
     assert replay_count(0, 0.15) == 0
@@ -63,12 +73,7 @@ def test_replay_count_is_the_share_of_the_mix() -> None:
 def test_selection_new_replay_and_retired(ctx) -> None:  # type: ignore[no-untyped-def]
     old = add_qa(ctx, "platform", [(f"old question {i}?", f"answer {i}") for i in range(30)])
     retired = add_example(ctx, "platform", "qa", {"question": "gone?", "answer": "yes"}, retired=True)
-    with ctx.session() as session:
-        team = ctx.team_row(session, "platform")
-        v1 = models.Adapter(team_id=team.id, version=1, status="active", base_model="tiny-random")
-        session.add(v1)
-        session.flush()
-        session.add_all([models.AdapterLineage(adapter_id=v1.id, example_id=i) for i in old + [retired]])
+    activate_v1(ctx, "platform", old + [retired])
     new = add_qa(ctx, "platform", [(f"new question {i}?", f"new answer {i}") for i in range(36)])
     add_qa(ctx, "support", [("Which helpdesk?", "Harbor")])
     with ctx.session() as session:
@@ -93,12 +98,7 @@ def test_a_tiny_increment_replays_a_share_of_everything_learned(ctx) -> None:  #
     from training.selection import MIN_REPLAY_SHARE
 
     old = add_qa(ctx, "platform", [(f"old question {i}?", f"answer {i}") for i in range(200)])
-    with ctx.session() as session:
-        team = ctx.team_row(session, "platform")
-        v1 = models.Adapter(team_id=team.id, version=1, status="active", base_model="tiny-random")
-        session.add(v1)
-        session.flush()
-        session.add_all([models.AdapterLineage(adapter_id=v1.id, example_id=i) for i in old])
+    activate_v1(ctx, "platform", old)
     add_qa(ctx, "platform", [("new question?", "new answer")])
     with ctx.session() as session:
         team = ctx.team_row(session, "platform")
