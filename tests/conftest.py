@@ -211,22 +211,18 @@ def tacit_serve(tmp_path: Path) -> Iterator[Callable[[Path, int], subprocess.Pop
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(config: Path, port: int) -> subprocess.Popen[bytes]:
-        import httpx
+        from connectors.sandbox.server import wait_healthy
 
         log_path = tmp_path / f"serve-{len(procs)}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "tacit.cli", "--config", str(config), "serve"],
                                     stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
         procs.append(proc)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return proc
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError(f"tacit serve did not come up: {log_path.read_text()}")
+        try:
+            wait_healthy(proc, port, log_path)
+        except RuntimeError as exc:
+            raise AssertionError(f"tacit serve did not come up: {exc}") from None
+        return proc
 
     yield start
     for proc in procs:

@@ -1,5 +1,6 @@
 """Serve an ASGI app on loopback from a background thread (uvicorn), optionally over TLS.
 
+`wait_healthy` waits for a server started as a process (`tacit serve`, a benchmark's receiver).
 Used by the fake Notion and Graph servers (Graph's token authority over HTTPS, because
 azure-identity only talks to an https authority), by the demo's webhook service, and by tests
 that need a real webhook receiver a sandbox can POST to.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -25,6 +27,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 60) -> None:
+    """Return once the process serving on 127.0.0.1:`port` answers GET /healthz with 200; raise
+    RuntimeError with the end of its `log` if it exits first or does not answer within `timeout`."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited ({proc.returncode}): {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the server did not answer /healthz within {timeout:.0f} s: {log.read_text()[-2000:]}")
 
 
 class SandboxControls:

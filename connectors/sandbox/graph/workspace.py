@@ -20,7 +20,17 @@ from dataclasses import dataclass, field
 from html import escape
 
 from connectors.msgraph import ids
-from connectors.sandbox.company import DOMAIN, FACTS, PEOPLE, TEAMS, Person, discussed, facts_for, person, wiki_sections
+from connectors.sandbox.company import (
+    DOMAIN,
+    FACTS,
+    PEOPLE,
+    TEAMS,
+    Person,
+    discussed,
+    facts_for,
+    person,
+    wiki_sections,
+)
 from connectors.sandbox.graph import files
 from connectors.sandbox.graph.state import Identity, SandboxState, user_id
 
