@@ -113,6 +113,9 @@ class TrainingConfig(_Strict):
     # which sees only the question (training.distill).
     distill: bool = False
     distill_weight: float = Field(1.0, ge=0.0)
+    # With distill on: this share of the distilled questions is also answered by the student
+    # itself (no passage) before training, and those answers are distilled too (training.distill).
+    distill_own_share: float = Field(0.5, ge=0.0, le=1.0)
     teacher: str = "none"  # none | self | an OpenAI-compatible base URL
     teacher_model: str | None = None
     teacher_api_key: SecretStr | None = None

@@ -8,6 +8,13 @@ targets are soft (the teacher's top-k probabilities and the rest of its mass), s
 learns what the reader of the passage would say, and how sure it would be, rather than one
 wording of the answer.
 
+On the student's own samples as well (`own_sample_units`): for a share of the questions the
+student (the adapter being trained, as it starts: the base model, or the active version it
+continues) answers greedily without the passage, and the teacher's distributions are read at
+every token of that answer. Where the student would invent, the teacher reading the passage puts
+its mass elsewhere, so the adapter is corrected on the very mistakes it makes, not only shown
+the right wording (on-policy distillation; here one round, sampled before training).
+
 The questions are the study questions built from the team's documents (`ingestion.processing
 .study`: their payload keeps the passage they were asked about), answered with their grounded
 answers; the teacher's targets are computed once per distinct (passage, question, answer) and
@@ -22,7 +29,8 @@ from typing import Any
 
 import torch
 
-from training.packing import Seq, Unit
+from training.modeling import greedy_continuations
+from training.packing import IGNORE, Seq, Unit, shifted
 from training.selection import render
 
 #: Distilled sequences per refresh at most (a seeded sample of the study questions): each costs
@@ -73,6 +81,48 @@ def distill_units(examples: Sequence[Any], tokenizer: Any, seq_len: int, seed: i
         if unit is not None:
             units.append(unit)
     return units
+
+
+#: Tokens of a student's own answer at most (a short answer plus its sentence).
+OWN_SAMPLE_TOKENS = 48
+
+
+def _prompt_len(seq: Seq) -> int:
+    """Tokens before the first trained one: the prompt of a rendered question → answer."""
+    return next(i for i, t in enumerate(seq.labels) if t != IGNORE) + 1
+
+
+def own_sample_units(model: Any, tokenizer: Any, units: Sequence[Unit], device: torch.device, *, share: float,
+                     seed: int, batch_size: int = 16) -> list[Unit]:
+    """Distilled units on the student's own answers: for a seeded `share` of the distilled
+    `units`, the model's greedy answer to the question (no passage) becomes the trained tokens of
+    a new student/teacher pair (the teacher prompt still has the passage). Answers equal to the
+    reference answer, or empty, add nothing."""
+    chosen = [u for u in units if u.kind == "distill" and u.seqs[0].teacher is not None]
+    rng = random.Random(f"own:{seed}:{len(chosen)}")
+    chosen = sorted(rng.sample(chosen, round(share * len(chosen))), key=lambda u: (u.example_id or 0))
+    if not chosen:
+        return []
+    prompts = [u.seqs[0].input_ids[:_prompt_len(u.seqs[0])] for u in chosen]
+    answers = greedy_continuations(model, tokenizer, prompts, device, max_new_tokens=OWN_SAMPLE_TOKENS,
+                                   batch_size=batch_size, encode=lambda _tok, ids: list(ids))
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    out = []
+    for unit, prompt, answer in zip(chosen, prompts, answers, strict=True):
+        if eos in answer:
+            answer = answer[:answer.index(eos) + 1]
+        answer = [t for t in answer if t != pad or t == eos]
+        student, teacher = unit.seqs[0], unit.seqs[0].teacher
+        reference = student.input_ids[len(prompt):]
+        if not [t for t in answer if t != eos] or answer == reference[:len(answer)]:
+            continue
+        t_prompt = teacher.input_ids[:_prompt_len(teacher)]
+        mine, theirs = prompt + answer, t_prompt + answer
+        seq = Seq(mine, shifted(mine, [False] * len(prompt) + [True] * len(answer)), "distill", unit.example_id)
+        seq.teacher = Seq(theirs, shifted(theirs, [False] * len(t_prompt) + [True] * len(answer)), "distill",
+                          unit.example_id)
+        out.append(Unit([seq], "distill", unit.example_id))
+    return out
 
 
 def topk_kl(logits: torch.Tensor, ids: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
 from training.anchors import anchor_answers, anchor_targets, anchor_units, reference_topk
-from training.distill import distill_loss
+from training.distill import distill_loss, own_sample_units
 from training.modeling import DEFAULT_ROW_TOKENS, forward_packed, sequence_logprobs
 from training.packing import Seq, Unit, fingerprint, plan_epoch, split_micro
 
@@ -90,6 +90,7 @@ class RecipeConfig(BaseModel):
     anchor_cache: Path | None = None
     distill_weight: float = 1.0  # the context-distillation term's weight (each token-mean; see training.distill)
     distill_topk: int = 32
+    distill_own_share: float = 0.0  # share of distilled questions also trained on the student's own answer
     base_hash: str = ""
     checkpoint_every: int = 25  # steps; 0 = never
     device: str = "auto"
@@ -106,7 +107,7 @@ class RecipeConfig(BaseModel):
                 "weight_decay", "grad_clip", "epochs", "min_steps", "min_steps_per_epoch", "min_step_tokens",
                 "max_epochs", "max_steps", "step_tokens",
                 "seq_len", "seed", "dpo_beta", "anchor_ratio", "anchor_weight", "anchor_text", "anchor_topk", "base_hash",
-                "distill_weight", "distill_topk")
+                "distill_weight", "distill_topk", "distill_own_share")
         data = self.model_dump(include=set(keys))
         data["parent_adapter"] = str(self.parent_adapter) if self.parent_adapter else None
         return data
@@ -329,6 +330,10 @@ class LoRARecipe:
             team_tokens = max(sum(u.tokens for u in units), cfg.min_steps * cfg.min_step_tokens)
             self.units += anchor_units(rows, tokenizer, cfg.seq_len, round(cfg.anchor_ratio * team_tokens), cfg.seed,
                                        text=cfg.anchor_text)
+        if cfg.distill_own_share > 0 and any(u.kind == "distill" for u in self.units):
+            tokenizer = tokenizer or base_models.load_tokenizer(cfg.base_model, cfg.data_dir)
+            self.units += own_sample_units(self.model, tokenizer, self.units, self.device,
+                                           share=cfg.distill_own_share, seed=cfg.seed)
         self._reference_logprobs()
         self._anchor_targets()
         self._distill_targets()

@@ -266,6 +266,7 @@ def _refresh(ctx: Context, team_cfg: TeamConfig, force: bool, progress: _Progres
             max_epochs=MAX_EPOCHS,
             anchor_ratio=tcfg.anchor_ratio, anchor_weight=tcfg.anchor_weight,
             anchor_text=tcfg.anchor_text, base_hash=base_hash, distill_weight=tcfg.distill_weight,
+            distill_own_share=tcfg.distill_own_share,
             bf16=bf16_default(tcfg.precision, resolve_device("auto")),
             anchor_cache=base_models.models_dir(ctx.data_dir) / "anchors", checkpoint_every=CHECKPOINT_EVERY)
         train = _train(recipe_cfg, units, tokenizer, progress, lock)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from training.base_models import TINY, load_model
-from training.distill import distill_loss, distill_pair, distill_units, teacher_question, topk_kl
+from training.distill import (distill_loss, distill_pair, distill_units, own_sample_units, teacher_question,
+                              topk_kl)
 from training.modeling import forward_logits
 from training.packing import IGNORE, pack
 from training.recipe import LoRARecipe, RecipeConfig
@@ -100,3 +101,35 @@ def test_recipe_term_matches_the_teacher_with_the_passage(tok, tmp_path: Path) -
     expected = 0.5 * float(topk_kl(student, ids, probs).mean())
     assert expected > 0
     assert recipe._step_loss([seq]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_own_samples_are_the_students_greedy_answers_read_by_the_teacher(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With distill_own_share, the student's own greedy answer (no passage) to a distilled
+    question becomes a second distilled sequence: its prompt is the question's, its trained
+    tokens are what the model itself generates, and its teacher reads the same tokens after the
+    passage."""
+    units = [u for u in (distill_pair(q, "35 days.", PASSAGE, tok, 512, example_id=i) for i, q in
+                         enumerate(["How long are backups kept?", "Where is Basalt?"])) if u is not None]
+    model = load_model(TINY)
+    own = own_sample_units(model, tok, units, torch.device("cpu"), share=1.0, seed=0)
+    assert own and all(u.kind == "distill" for u in own)
+    for unit in own:
+        mine, source = unit.seqs[0], next(u for u in units if u.example_id == unit.example_id).seqs[0]
+        prompt = [t for t, lab in zip(source.input_ids, source.labels, strict=True) if lab == IGNORE]
+        answer = mine.input_ids[len(mine.input_ids) - sum(1 for t in mine.labels if t != IGNORE):]
+        start = len(mine.input_ids) - len(answer)
+        expected = model.generate(input_ids=torch.tensor([mine.input_ids[:start]]), max_new_tokens=len(answer),
+                                  do_sample=False, pad_token_id=tok.eos_token_id)[0, start:].tolist()
+        assert answer == expected  # the student's own greedy tokens
+        assert mine.input_ids[:start] == source.input_ids[:start] and len(prompt) >= start - 1
+        assert mine.teacher is not None and mine.teacher.input_ids[-len(answer):] == answer
+        assert PASSAGE in tok.decode(mine.teacher.input_ids) and PASSAGE not in tok.decode(mine.input_ids)
+        assert [t for t in mine.labels if t != IGNORE] == [t for t in mine.teacher.labels if t != IGNORE]
+    assert own_sample_units(model, tok, units, torch.device("cpu"), share=0.0, seed=0) == []
+    # the recipe adds them and computes their teacher targets like any distilled sequence
+    cfg = RecipeConfig(base_model=TINY, output_dir=tmp_path / "a", max_steps=1, checkpoint_every=0,
+                       distill_topk=8, distill_own_share=1.0)
+    recipe = LoRARecipe(cfg)
+    recipe.setup(units, base=load_model(TINY), tokenizer=tok)
+    added = [u for u in recipe.units if u.kind == "distill"][len(units):]
+    assert len(added) == len(own) and all(u.seqs[0].ref_topk is not None for u in added)

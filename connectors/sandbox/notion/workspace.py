@@ -18,7 +18,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from connectors.sandbox.company import COMPANY, DOMAIN, PEOPLE, TEAMS, Person, facts_for, person, wiki_sections
+from connectors.sandbox.company import (
+    COMPANY,
+    DOMAIN,
+    PEOPLE,
+    TEAMS,
+    Person,
+    facts_for,
+    person,
+    wiki_sections,
+)
 from connectors.sandbox.notion.builder import (
     Builder,
     Spec,
