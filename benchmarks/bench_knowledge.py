@@ -22,7 +22,7 @@ Base-model figures are cached by (weights, data), so they are measured once and 
     python benchmarks/bench_knowledge.py --model tiny-random --dev      # a smoke run
 
 Results: benchmarks/results/knowledge-<company>-<model>.json (written after every team, so an
-interrupted run keeps what it measured).
+interrupted run keeps what it measured), with each eval question's closed-book answer.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ os.environ.setdefault("TACIT_SECRET_KEY", "ZmRlYWRiZWVmZGVhZGJlZWZkZWFkYmVlZmRlY
 
 from tacit.config import load_config  # noqa: E402
 from tacit.context import Context  # noqa: E402
-from training import service  # noqa: E402
+from training import registry, service  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "knowledge"
 METHODS: dict[str, dict[str, bool]] = {
@@ -106,6 +106,17 @@ def figures(result: dict[str, Any], wall_s: float, forgetting_bound: float) -> d
     }
 
 
+def answers(ctx: Context, team: str, version: int | None) -> list[dict[str, Any]]:
+    """Each eval question with the adapter's closed-book answer and which columns got it right."""
+    if version is None:
+        return []
+    with ctx.session() as session:
+        metrics = registry.get_version(session, ctx.team_row(session, team), version).metrics or {}
+    return [{"question": a["question"], "expected": a["expected"], "adapter": a["candidate"],
+             "adapter_right": a["candidate_right"], "rag_right": a["rag_right"],
+             "adapter_rag_right": a["adapter_rag_right"]} for a in metrics.get("qa_answers", [])]
+
+
 def run_method(name: str, folder: Path, all_teams: list[str], teams: list[str], model: str,
                results: dict[str, Any], save: Any, overrides: list[str] = ()) -> None:
     with tempfile.TemporaryDirectory(prefix=f"bench-knowledge-{name}-") as tmp:
@@ -120,6 +131,7 @@ def run_method(name: str, folder: Path, all_teams: list[str], teams: list[str], 
             start = time.perf_counter()
             result = service.refresh_adapter(ctx, team, force=True)
             row = figures(result, time.perf_counter() - start, ctx.config.team(team).training.forgetting_bound)
+            row["answers"] = answers(ctx, team, result.get("version"))
             results["runs"].setdefault(name, {})[team] = row
             say(f"  [{name}] {team}: {row['status']} in {row['wall_s']} s — {row['reason']}")
             save()

@@ -9,7 +9,9 @@ dates and times, places, people and other proper names, "called X", the object o
 the complement of "X is Y" — and for each one writes
 
 * questions of the matching kind (how many / how long / when / where / who / what / which),
-  answered once with the short span and once with the full sentence;
+  answered once with the short span and once with the full sentence, and questions in plain
+  frames around the span's cue words (the content words nearest to it), since a colleague asks
+  in their own words, which share the fact's key words rather than its sentence shape;
 * a cloze item (the sentence with the span blanked, answered by the span);
 * restatements of the sentence under its document and section (raw-text examples);
 
@@ -32,7 +34,7 @@ from ingestion.processing.examples import Draft
 
 #: Study examples per chunk at most: a long chunk spreads them over its sentences (every sentence
 #: first gets its first wording, then its second …), so size stays bounded and coverage even.
-MAX_PER_CHUNK = 48
+MAX_PER_CHUNK = 64
 #: Cross-document questions per processing page at most.
 MAX_LINKS = 16
 MAX_PASSAGE_CHARS = 700
@@ -50,13 +52,21 @@ _DATE = re.compile(
     rf"|(?:in\s+)?(?:{_MONTHS})(?:\s+\d{{4}})?"
     rf"|(?:at\s+)?\d{{1,2}}(?::\d{{2}})\s*(?:am|pm|utc|cet|gmt)?(?:\s+(?:utc|cet|gmt))?"
     rf"|(?:at\s+)?\d{{1,2}}\s*(?:am|pm)"
-    rf"|q[1-4](?:\s+\d{{4}})?|(?:in\s+)?(?:19|20)\d{{2}})\b", re.I)
+    rf"|q[1-4](?:\s+\d{{4}})?|(?:in\s+)?(?:19|20)\d{{2}})"
+    # a day or date followed by its time is one answer ("on Fridays at 11:00")
+    rf"(?:,?\s+at\s+\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?(?:\s+(?:utc|cet|gmt))?)?\b", re.I)
 _UNIT_WORDS = ("seconds?|minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|business days|working days|"
                "percent|%|ms|milliseconds?|gb|mb|tb|kb|gib|mib|people|engineers|users|customers|members|"
                "nodes|servers|replicas|copies|times|steps|tickets|requests|euros?|dollars?|pounds?|eur|usd|gbp|"
                "seats|licenses|licences|pages|items|attempts|retries|cores|shards|regions|teams|files")
 _NUMBER = re.compile(
     rf"(?:[$€£]\s?)?\b\d[\d,]*(?:\.\d+)?(?:\s*(?:{_UNIT_WORDS})\b|%|\s+[a-z][a-z-]{{2,15}}s\b)?", re.I)
+#: Numbers written as words ("three years", "two approvers"): only with a unit or a plural noun
+#: after them, so "one of the …" or "a second approval" stay out.
+_NUMBER_WORDS = ("two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
+                 "sixty|ninety|hundred|a hundred|a dozen")
+_WORD_NUMBER = re.compile(rf"\b(?:{_NUMBER_WORDS})(?:\s+(?:{_UNIT_WORDS})\b|\s+(?!times\b)[a-z][a-z-]{{2,15}}s\b)",
+                          re.I)
 _DURATION_UNITS = re.compile(r"^(?:seconds?|minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|"
                              r"business days|working days|ms|milliseconds?)$", re.I)
 _NAME = re.compile(r"\b(?:[A-Z][a-zA-Z0-9&'-]+|[A-Z]{2,})(?:\s+(?:of\s+|de\s+|van\s+)?(?:[A-Z][a-zA-Z0-9&'-]+|[A-Z]{2,}))*")
@@ -86,6 +96,28 @@ _KIND_LABEL = {"where_name": "where", "which_name": "which", "called": "what"}
 _WH_INTRO = ["{q}", "In {where}, {ql}", "According to {title}, {ql}", "{q}", "Quick question about {topic}: {ql}"]
 _FULL_ANSWER = ["{sentence}", "{Span}. {sentence}", "According to {title}, {sentence_l}"]
 _RESTATE = ["{where}: {sentence}", "From {title}, on {topic}: {sentence}", "A fact about {topic}: {sentence}"]
+#: Questions built from a span's cue words (the content words of its sentence nearest to it) in
+#: plain frames: people ask about a fact in their own words, which share the fact's key words
+#: with the page rather than its sentence shape. Several frames per kind keep the model from
+#: tying the answer to one wording.
+_CUE_QUESTIONS = {
+    "who": ["Who is responsible for {cue}?", "Who handles {cue}?", "Who should I talk to about {cue}?",
+            "Who is in charge of {cue}?"],
+    "how_many": ["How many for {cue}?", "What is the number for {cue}?", "What count applies to {cue}?",
+                 "What's the figure for {cue}?"],
+    "how_long": ["How long for {cue}?", "What is the time limit for {cue}?", "How much time for {cue}?",
+                 "What period applies to {cue}?"],
+    "how_much": ["How much for {cue}?", "What is the amount for {cue}?", "What is the limit for {cue}?",
+                 "What value applies to {cue}?"],
+    "when": ["When is {cue}?", "At what time is {cue}?", "What is the schedule for {cue}?",
+             "When does {cue} happen?"],
+    "where": ["Where is {cue}?", "Which place is it for {cue}?", "What location for {cue}?",
+              "Where does {cue} happen?"],
+    "which": ["Which one is it for {cue}?", "What is the name for {cue}?", "Which is used for {cue}?",
+              "What do we use for {cue}?"],
+    "what": ["What is the name of {cue}?", "What do we call {cue}?", "What is {cue} called?",
+             "What name does {cue} have?"],
+}
 _LINK_QUESTIONS = ["What do our documents say about {name}?", "Which documents mention {name}, and what do they say?",
                    "Summarize what we know about {name}."]
 
@@ -144,6 +176,15 @@ _FUNCTION_WORDS = {"the", "our", "a", "an", "each", "every", "all", "this", "the
                    "backups", "customers", "refunds", "requests", "changes", "deploys", "releases", "invoices"}
 
 
+_CUE_SKIP = _STOP | {"our", "these", "those", "most", "new", "only", "who", "what", "when", "where", "how",
+                     "which", "whatever", "whichever", "whose", "said", "says",
+    "may", "can", "could", "should", "must", "will", "would", "shall", "need", "needs", "has", "have", "had", "does",
+    "did", "done", "been", "being", "also", "just", "usually", "always", "never", "often", "here", "everyone",
+    "anyone", "someone", "anything", "everything", "up", "out", "own", "than", "more", "less", "into", "over", "under",
+    "within", "about", "after", "before", "once", "so", "too", "very", "but", "not", "yes", "he", "she", "his", "her",
+    "him", "them", "you", "named", "called", "known", "your", "us", "me", "my", "i", "one", "ones", "get", "gets", "goes", "go", "via", "per"}
+
+
 def _lower_first(text: str) -> str:
     """The text with its first word lower-cased when it is a function word ("The", "Our" …):
     any other capitalised first word may be a name, and stays."""
@@ -173,12 +214,15 @@ def find_spans(sentence: str) -> list[Span]:
         if month and not month.group(0)[0].isupper():
             continue  # "may", "march": verbs, not months
         add(m.start(), m.end(), "when")
-    for m in _NUMBER.finditer(sentence):
+    numbers = [m for m in _NUMBER.finditer(sentence)
+               if not (re.search(r"[A-Z][\w-]*\s+$", sentence[:m.start()]) and m.group(0)[:1] not in "$€£")]
+    # (a digit after a capitalised word is part of a name: "Service 7", "Windows 11")
+    for m in sorted(numbers + list(_WORD_NUMBER.finditer(sentence)), key=lambda m: m.start()):
         text = m.group(0)
-        if re.search(r"[A-Z][\w-]*\s+$", sentence[:m.start()]) and text[:1] not in "$€£":
-            continue  # a number that is part of a name ("Service 7", "Windows 11")
         unit = text.split()[-1].lower() if len(text.split()) > 1 else ""
         if unit and not re.fullmatch(_UNIT_WORDS, unit, re.I) and _OBJECT_AFTER.match(sentence[m.end():]):
+            if not text.split()[0][0].isdigit():
+                continue  # "two keeps …" is no count
             text, unit = text.rsplit(" ", 1)[0], ""  # "3 keeps its …": the word after is a verb
         kind = "how_long" if _DURATION_UNITS.match(unit) else "how_many"
         if text.startswith(("$", "€", "£")) or unit in ("euros", "euro", "dollars", "dollar", "eur", "usd", "gbp",
@@ -281,9 +325,46 @@ def _fronted_question(sentence: str, span: Span) -> str | None:
     return None
 
 
+_VERB_OBJECT = {"the", "a", "an", "their", "its", "our", "his", "her", "them", "it", "to", "place", "up", "out",
+                "into", "through", "within", "for", "by", "on", "every", "each", "all", "no"}
+
+
+def cue_words(sentence: str, span: Span, n: int = 4) -> str:
+    """The n content words of the sentence nearest to the span (outside it), in sentence order:
+    what a colleague's own question about this fact most likely shares with the page."""
+    tokens = list(re.finditer(r"[A-Za-z][\w'-]*[A-Za-z0-9]|[A-Za-z]", sentence))
+    words = []
+    for i, m in enumerate(tokens):
+        word = m.group(0).lower().removesuffix("'s").removesuffix("’s")
+        after = tokens[i + 1].group(0).lower() if i + 1 < len(tokens) else ""
+        if (m.start() < span.end and span.start < m.end()) or len(word) < 3 or word in _CUE_SKIP:
+            continue
+        if (word.endswith("ed") and not m.group(0)[0].isupper()) or (
+                word.endswith("s") and after in _VERB_OBJECT and not word.endswith("ss")):
+            continue  # "flagged", "takes place", "covers the …": verbs, which a question rewords anyway
+        words.append((m.start(), m.group(0)))
+    nearest = sorted(words, key=lambda w: (min(abs(w[0] - span.start), abs(w[0] - span.end)), w[0]))[:n]
+    return " ".join(_lower_first(w) if w[:1].isupper() and w.lower() in _FUNCTION_WORDS else w
+                    for _, w in sorted(nearest))
+
+
+def cue_questions(sentence: str, span: Span, seed: int) -> list[str]:
+    """Two questions about the span in plain frames of its kind, one with the cue words nearest
+    to it and one with the sentence's leading content words (its subject, usually)."""
+    frames = _CUE_QUESTIONS[_KIND_LABEL.get(span.kind, span.kind) if span.kind != "how_long" else "how_long"]
+    near = cue_words(sentence, span)
+    lead = cue_words(sentence, Span("", 0, 0, span.kind), n=3)
+    if lead and any(w in span.text.split() for w in lead.split()):
+        lead = ""
+    out = []
+    for k, cue in enumerate(c for c in dict.fromkeys((near, lead)) if c and len(c.split()) >= 1):
+        out.append(frames[(seed + k) % len(frames)].format(cue=cue))
+    return out
+
+
 def sentence_items(sentence: str, title: str, topic: str) -> list[list[Item]]:
     """Study items of one sentence, grouped by round: 0 a short-answer question about its first
-    span, 1 about its other spans, 2 other wordings with full-sentence answers and a
+    span, 1 about its other spans and cue-word questions about each, 2 other wordings with full-sentence answers and a
     restatement, 3 cloze items, 4 a second restatement. A chunk takes round 0 of every sentence
     before round 1 of any, and so on, until its cap."""
     spans = find_spans(sentence)
@@ -301,6 +382,7 @@ def sentence_items(sentence: str, title: str, topic: str) -> list[list[Item]]:
         full = _FULL_ANSWER[(seed + k) % len(_FULL_ANSWER)].format(**values, Span=_cap(span.text))
         intro = _WH_INTRO[(seed + k) % len(_WH_INTRO)]
         rounds[min(k, 1)].append(Item(kind, intro.format(**values, q=q0, ql=_lower_first(q0)), f"{_cap(span.text)}."))
+        rounds[1].extend(Item(kind, q, f"{_cap(span.text)}.") for q in cue_questions(sentence, span, seed + k))
         alt = questions[-1]
         rounds[2].append(Item(kind, _WH_INTRO[(seed + k + 1) % len(_WH_INTRO)].format(
             **values, q=alt, ql=_lower_first(alt)), full))

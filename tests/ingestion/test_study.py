@@ -11,7 +11,16 @@ from connectors.base import parse_record
 from ingestion.corpus.runner import ingest_records
 from ingestion.processing.chunking import Chunk
 from ingestion.processing.pipeline import process_team
-from ingestion.processing.study import find_spans, grounded, link_examples, sentences, study_examples
+from ingestion.processing.study import (
+    Span,
+    cue_questions,
+    cue_words,
+    find_spans,
+    grounded,
+    link_examples,
+    sentences,
+    study_examples,
+)
 from tacit.cli.export import export_rows
 from tacit.context import Context
 from tests.ingestion.fake_openai import FakeOpenAI, serve_fake_openai
@@ -36,7 +45,8 @@ def test_sentence_shapes_give_questions_of_their_kind() -> None:
                                                                             ("how_long", "35 days")]
     assert kinds["Our catalog is called Atlas."] == [("called", "Atlas")]
     assert kinds["Ada Lovelace owns the billing service."] == [("who", "Ada Lovelace")]
-    assert ("when", "on Thursday") in kinds["The deploy freeze starts on Thursday at 16:00 UTC."]
+    # a day and its time are one answer
+    assert kinds["The deploy freeze starts on Thursday at 16:00 UTC."] == [("when", "on Thursday at 16:00 UTC")]
     assert kinds["Refunds above 500 euros need a second approval."] == [("how_much", "500 euros")]
     assert kinds["The primary database runs in Frankfurt."] == [("where_name", "Frankfurt")]
     pairs = qa(study_examples("Operations handbook", [chunk(TEXT)]))
@@ -58,6 +68,21 @@ def test_sentence_shapes_give_questions_of_their_kind() -> None:
     assert all(d.payload["passage"] == TEXT for d in drafts if d.kind == "qa")
     restatement = next(d for d in drafts if d.payload["study"] == "restatement")
     assert restatement.kind == "cpt" and set(restatement.payload) == {"text", "study"}
+
+
+def test_numbers_in_words_and_cue_word_questions() -> None:
+    spans = find_spans("We cap multi-year contracts at three years so that pricing can be revisited.")
+    assert [(sp.kind, sp.text) for sp in spans] == [("how_long", "three years")]
+    assert find_spans("Two engineers review every change.") == [Span("Two engineers", 0, 13, "how_many")]
+    assert find_spans("One of the reviewers signs off.") == []
+    sentence = "Anything deeper goes to the deal desk, which Marco Ferreira runs."
+    span = next(sp for sp in find_spans(sentence) if sp.kind == "who")
+    assert "deal desk" in cue_words(sentence, span) and "Marco" not in cue_words(sentence, span)
+    questions = cue_questions(sentence, span, seed=0)
+    assert questions and all(q.startswith("Who") and "deal desk" in q and q.endswith("?") for q in questions)
+    # they are study questions with the short answer
+    pairs = qa(study_examples("Sales handbook", [chunk(sentence)]))
+    assert all(pairs[q] == "Marco Ferreira." for q in questions)
 
 
 def test_headings_tables_code_and_fragments_give_nothing() -> None:
