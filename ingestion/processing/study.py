@@ -351,13 +351,13 @@ def cue_words(sentence: str, span: Span, n: int = 4) -> str:
 def cue_questions(sentence: str, span: Span, seed: int) -> list[str]:
     """Two questions about the span in plain frames of its kind, one with the cue words nearest
     to it and one with the sentence's leading content words (its subject, usually)."""
-    frames = _CUE_QUESTIONS[_KIND_LABEL.get(span.kind, span.kind) if span.kind != "how_long" else "how_long"]
+    frames = _CUE_QUESTIONS[_KIND_LABEL.get(span.kind, span.kind)]
     near = cue_words(sentence, span)
     lead = cue_words(sentence, Span("", 0, 0, span.kind), n=3)
     if lead and any(w in span.text.split() for w in lead.split()):
         lead = ""
     out = []
-    for k, cue in enumerate(c for c in dict.fromkeys((near, lead)) if c and len(c.split()) >= 1):
+    for k, cue in enumerate(c for c in dict.fromkeys((near, lead)) if c):
         out.append(frames[(seed + k) % len(frames)].format(cue=cue))
     return out
 

@@ -113,10 +113,11 @@ def write_demo_config(path: Path, *, quick: bool, sources: list[str], evals: dic
                   f'eval_set = "{evals[team.name].resolve()}"', "", "[teams.training]"]
         # Any new example is worth a refresh here: the second run shows one change being learned.
         # Otherwise the defaults (chosen on benchmarks/knowledge/dev), except one pass over the
-        # data in 512-token steps of 256-token sequences: with study data a team has hundreds of
-        # examples (each fact restated many times), and three passes would not fit the 2-core budget.
+        # data in 256-token steps of 256-token sequences: with study data a team has hundreds of
+        # examples (each fact restated many times), and three passes would not fit the 2-core
+        # budget; small steps give the default min_steps updates for the tokens 40 steps of 512 cost.
         lines += (["max_steps = 6", "seq_len = 256", "min_new_tokens = 1"] if quick else
-                  ["epochs = 1", "micro_batch_tokens = 512", "seq_len = 256", "min_new_tokens = 1"])
+                  ["epochs = 1", "micro_batch_tokens = 256", "seq_len = 256", "min_new_tokens = 1"])
         lines.append("")
     lines += sources
     path.parent.mkdir(parents=True, exist_ok=True)
