@@ -64,5 +64,6 @@ def test_quick_demo_twice_is_incremental_and_forgets_the_deleted_file(tmp_path: 
     for name in ("platform", "support"):  # continued from v1 on the change plus a replay sample
         team = second["teams"][name]
         assert team["trained_version"] == 2 and not team["clean_retrain"]
-        assert 0 < team["examples_new"] < 10 and team["examples_replayed"] > 0
+        # the change's few examples (under 5 % of the team's), not the whole corpus again
+        assert 0 < team["examples_new"] < first["teams"][name]["examples"] / 20 and team["examples_replayed"] > 0
     assert "## Forgetting on request" in (tmp_path / ".tacit" / "report" / "report.md").read_text()
