@@ -4,7 +4,8 @@ An eval item has one or more acceptable answers (aliases: `answer` plus `answers
 reply counts as right when, for some alias,
 
 * the alias is contained in the reply after normalisation (SQuAD-style: lower case, punctuation
-  to spaces, no articles, number words as digits, "100,000" as "100000", leading zeros dropped), or
+  to spaces, no articles, number words as digits, "100,000" as "100000", leading zeros dropped, a
+  clock time or a decimal one token: "02:15" as "2h15"), or
 * the alias's *core* is: its tokens minus connecting words ("at", "in", "within", "every" ...),
   units ("days", "percent", "euros" ...) and words the question already says ("Which catalog
   ...?" makes "catalog" uninformative in "the Atlas catalog"). Every core token must appear
@@ -80,6 +81,10 @@ def tokens(text: str) -> list[str]:
     """The normalised tokens of a text (see the module docstring)."""
     text = text.lower().replace("%", " percent ").replace("€", " euros ").replace("$", " dollars ")
     text = re.sub(r"(?<=\d)[,_](?=\d{3}\b)", "", text)  # 100,000 -> 100000
+    # A clock time or a decimal is one token ("02:15" -> "2h15", "1.5" -> "1p5"): its parts are no
+    # numbers of their own, so "15 percent" is not found in "at 02:15".
+    text = re.sub(r"\b(\d{1,2}):(\d{2})\b", lambda m: f"{int(m.group(1))}h{m.group(2)}", text)
+    text = re.sub(r"(?<=\d)\.(?=\d)", "p", text)
     text = re.sub(r"[^\w\s]|_", " ", text)
     return _numbers([w for w in text.split() if w not in _ARTICLES])
 

@@ -42,7 +42,8 @@ MIN_WORDS, MAX_WORDS = 5, 60
 
 _MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december|"
            "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")
-_DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday|mondays|tuesdays|wednesdays|thursdays|fridays"
+_WEEKDAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
+_DAYS = _WEEKDAYS + "|mondays|tuesdays|wednesdays|thursdays|fridays"
 _DATE = re.compile(
     rf"\b(?:(?:on|by|before|after|until|since|every|each)\s+)?(?:"
     rf"(?:{_DAYS})(?:\s+(?:morning|afternoon|evening|night))?"
@@ -66,6 +67,29 @@ _NUMBER = re.compile(
 _NUMBER_WORDS = ("two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
                  "sixty|ninety|hundred|a hundred|a dozen")
 _WORD_NUMBER = re.compile(rf"\b(?:{_NUMBER_WORDS})(?:\s+(?:{_UNIT_WORDS})\b|\s+(?!times\b)[a-z][a-z-]{{2,15}}s\b)",
+                          re.I)
+_PERIOD = r"(?:day|week|month|quarter|year|sprint|cycle|term|half|release|season)"
+#: Recurring moments and frequencies, which carry no digit: "on the first day of each quarter",
+#: "at the end of every month", "twice a year", "every other week", "reviewed quarterly".
+_RECURRING = re.compile(
+    rf"\b(?:(?:on|at|by|before|after|from|until|during)\s+)?the\s+(?:first|last|second|third|fourth|final)\s+"
+    rf"(?:(?:working|business)\s+)?(?:day|week|{_WEEKDAYS})\s+of\s+(?:each|every|the|a)\s+(?:new\s+)?{_PERIOD}\b"
+    rf"|\b(?:(?:at|by|before|after|from|until|towards)\s+)?the\s+(?:end|start|beginning|close|middle)\s+of\s+"
+    rf"(?:each|every|the)\s+{_PERIOD}\b", re.I)
+_FREQUENCY = re.compile(
+    rf"\b(?:once|twice|(?:three|four|five|six|\d+)\s+times)\s+(?:a|an|per|each|every)\s+(?:hour|{_PERIOD})\b"
+    rf"|\b(?:every|each)\s+(?:other\s+|second\s+)?(?:hour|morning|evening|night|weekday|{_PERIOD})\b"
+    rf"|\b(?:hourly|daily|nightly|weekly|fortnightly|biweekly|monthly|quarterly|yearly|annually)\b"
+    rf"(?=\s*(?:[.,;:]|$|\s+(?:and|or|by|at|on|in|from|to|so|unless|because)\b))", re.I)
+#: A duration with an article instead of a number: "within a day", "for an hour".
+_ARTICLE_DURATION = re.compile(r"\b(?:within|in|after|for|under|over)\s+(?P<span>(?:a|an|one|half an?)\s+"
+                               r"(?:(?:business|working)\s+)?(?:second|minute|hour|day|week|month|quarter|year))\b",
+                               re.I)
+#: A chat channel ("#dq-alerts"): a name a question can ask for, though written in lower case.
+_CHANNEL = re.compile(r"(?<![\w#])#[a-z0-9][\w-]{1,40}", re.I)
+#: A passive sentence ending in how it is done, with no other span: "Accounts are assigned by region."
+_PASSIVE_HOW = re.compile(r"^(?P<subj>[\w' -]{3,60}?)\s+(?P<aux>is|are|was|were)\s+(?:usually\s+|always\s+|only\s+)?"
+                          r"(?P<part>[a-z]{3,}(?:ed|en|wn|ht))\s+(?P<span>(?:by|through|via|with|in)\s+[\w' -]{2,40})\.?$",
                           re.I)
 _DURATION_UNITS = re.compile(r"^(?:seconds?|minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|"
                              r"business days|working days|ms|milliseconds?)$", re.I)
@@ -109,6 +133,9 @@ _CUE_QUESTIONS = {
                  "What period applies to {cue}?"],
     "how_much": ["How much for {cue}?", "What is the amount for {cue}?", "What is the limit for {cue}?",
                  "What value applies to {cue}?"],
+    "how_often": ["How often is {cue}?", "How frequently for {cue}?", "At what interval is {cue}?",
+                  "How often does {cue} happen?"],
+    "how": ["How is {cue} done?", "How does {cue} work?", "In what way is {cue} done?", "How do we handle {cue}?"],
     "when": ["When is {cue}?", "At what time is {cue}?", "What is the schedule for {cue}?",
              "When does {cue} happen?"],
     "where": ["Where is {cue}?", "Which place is it for {cue}?", "What location for {cue}?",
@@ -129,7 +156,7 @@ class Span:
     text: str  # the answer, as it reads in the sentence
     start: int
     end: int
-    kind: str  # how_many | how_long | when | where | who | what | which | called
+    kind: str  # how_many | how_long | how_often | how | when | where_name | who | which_name | called
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +241,14 @@ def find_spans(sentence: str) -> list[Span]:
         if month and not month.group(0)[0].isupper():
             continue  # "may", "march": verbs, not months
         add(m.start(), m.end(), "when")
+    for m in _RECURRING.finditer(sentence):
+        add(m.start(), m.end(), "when")
+    for m in _FREQUENCY.finditer(sentence):
+        add(m.start(), m.end(), "how_often")
+    for m in _ARTICLE_DURATION.finditer(sentence):
+        add(m.start("span"), m.end("span"), "how_long")
+    for m in _CHANNEL.finditer(sentence):
+        add(m.start(), m.end(), "which_name")
     numbers = [m for m in _NUMBER.finditer(sentence)
                if not (re.search(r"[A-Z][\w-]*\s+$", sentence[:m.start()]) and m.group(0)[:1] not in "$€£")]
     # (a digit after a capitalised word is part of a name: "Service 7", "Windows 11")
@@ -242,6 +277,8 @@ def find_spans(sentence: str) -> list[Span]:
             continue  # a capitalised first word is usually not a name
         add(m.start(), m.end(), "who" if len(words) == 2 and all(w[0].isupper() and w[1:].islower() for w in words)
             else "which_name")
+    if not found and (m := _PASSIVE_HOW.match(sentence)) and m.group("part").lower() not in ("been", "seen"):
+        add(m.start("span"), m.end("span"), "how")
     return sorted(found, key=lambda s: s.start)
 
 
@@ -268,6 +305,8 @@ def _wh(span: Span, sentence: str) -> tuple[str, str]:
         return "how much", span.text
     if span.kind == "when":
         return "when", span.text
+    if span.kind in ("how_often", "how"):
+        return span.kind.replace("_", " "), span.text
     if span.kind == "where_name":
         return "where", span.text
     if span.kind == "who":
@@ -306,6 +345,9 @@ def _fronted_question(sentence: str, span: Span) -> str | None:
     """A fronted question where the sentence's shape allows it: "X is called Y" → "What is X
     called?", "X is Y" → "What is X?", "X uses Y" → "What does X use?"."""
     tail = sentence[span.end:].strip(" .!")
+    if span.kind == "how":
+        m = _PASSIVE_HOW.match(sentence)
+        return f"How {m.group('aux').lower()} {_lower_first(m.group('subj').strip())} {m.group('part')}?" if m else None
     if span.kind == "called":
         head = sentence[:span.start]
         m = re.match(r"^(?P<subj>.+?)\s+(?P<aux>is|are|was|were)\s+(?:also\s+)?(?:called|named|known as)\s*$", head, re.I)

@@ -19,6 +19,7 @@ from ingestion.processing.study import (
     grounded,
     link_examples,
     sentences,
+    sentence_items,
     study_examples,
 )
 from tacit.cli.export import export_rows
@@ -149,3 +150,28 @@ def test_teacher_study_data_is_kept_only_when_grounded(default_sources: str, def
     assert {"question": "How long are backups kept?", "answer": "Backups are kept for 35 days."} in teacher
     assert {"text": "Basalt backups stay around for 35 days."} in teacher
     assert result["study"]["question:how_long"] >= 1 and result["study"]["cloze"] >= 1
+
+
+def test_recurring_moments_frequencies_article_durations_channels_and_passive_how() -> None:
+    def kinds(sentence: str) -> list[tuple[str, str]]:
+        return [(sp.kind, sp.text) for sp in find_spans(sentence)]
+
+    assert kinds("Evaluation sets are frozen on the first day of each quarter.") == [
+        ("when", "on the first day of each quarter")]
+    assert kinds("Invoices go out at the end of every month.") == [("when", "at the end of every month")]
+    assert kinds("List prices are reviewed twice a year.") == [("how_often", "twice a year")]
+    assert kinds("Backups are checked weekly.") == [("how_often", "weekly")]
+    assert kinds("The weekly freeze starts on Thursday.") == [("when", "on Thursday")]  # an adjective, not a frequency
+    assert kinds("Interviewers put their notes there within a day.") == [("how_long", "a day")]
+    assert kinds("Alerts are posted to the #dq-alerts channel.") == [("which_name", "#dq-alerts")]
+    assert kinds("Accounts are assigned by region.") == [("how", "by region")]
+    assert kinds("Accounts are assigned by region in 2024.") == [("when", "in 2024")]  # only where nothing else is
+
+    items = [item for group in sentence_items("List prices are reviewed twice a year.", "Pricing", "Pricing")
+             for item in group]
+    assert any(i.kind == "question:how_often" and i.question.endswith("List prices are reviewed how often?")
+               and i.answer == "Twice a year." for i in items)
+    how = [i for group in sentence_items("Accounts are assigned by region.", "Territories", "Territories")
+           for i in group if i.kind == "question:how"]
+    assert how[0].question.endswith("How are Accounts assigned?") and how[0].answer == "By region."
+    assert all("region" not in i.question for i in how)

@@ -6,7 +6,8 @@ from training.matching import core, judge, normalise, token_f1
 def test_normalise() -> None:
     assert normalise("The Atlas catalog!") == "atlas catalog"
     assert normalise("Thirty-five days") == "35 days"
-    assert normalise("100,000 euros at 02:15") == "100000 euros at 2 15"
+    assert normalise("100,000 euros at 02:15") == "100000 euros at 2h15"
+    assert normalise("at 2:15, 1.5 days") == "at 2h15 1p5 days"
     assert normalise("15% off") == "15 percent off"
 
 
@@ -31,6 +32,8 @@ def test_negatives() -> None:
     assert not judge("Skylarking", ["Skylark"]).match  # whole words only
     assert not judge("days", ["35 days"]).match  # the reply inside the alias says nothing
     assert not judge("anything at all", [""]).match
+    assert not judge("It happens at 02:15 UTC.", ["15 percent"]).match  # a number inside a clock time
+    assert judge("At 2:15 UTC.", ["02:15 UTC"]).match
     assert not judge("I don't know.", ["Dana Whitfield", "Dana"]).match
 
 
