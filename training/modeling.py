@@ -7,6 +7,7 @@ adapter, on packed rows from `training.packing`; nothing here trains or writes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,23 +32,112 @@ def forward_logits(model: Any, batch: Batch, device: torch.device, bf16: bool = 
     return out.logits[0].float(), labels[keep], t["seq_index"][keep], keep
 
 
-def row_groups(seqs: Sequence[Seq], row_tokens: int) -> list[list[int]]:
-    """Sequence indices per packed row of at most `row_tokens` tokens (first fit, longest first; a
-    longer sequence gets a row of its own). Deterministic: the same sequences give the same rows."""
+#: A row computes the prefix its sequences share once (the chat template's system prompt and user
+#: header, before any trained token) when it is at least this long: every sequence of the row
+#: attends to that one copy, at the positions it would have had alone, so the logits and their
+#: gradients are those of separate copies, without computing the copies.
+MIN_SHARED_PREFIX = 4
+#: Off: every sequence computes its own prefix (for measuring what sharing saves).
+SHARE_PREFIXES = True
+
+
+def _lead(seq: Seq) -> int:
+    """How many leading positions of `seq` a row may share: none of them labelled, one left at least."""
+    for i, label in enumerate(seq.labels):
+        if label != IGNORE:
+            return i
+    return max(0, len(seq) - 1)
+
+
+def _common(a: Sequence[int], b: Sequence[int], limit: int) -> int:
+    n = 0
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return n
+
+
+@dataclass
+class _Group:
+    """Sequences of a row that share an unlabelled prefix of `shared` tokens, computed once."""
+
+    members: list[int]
+    tokens: int  # the members' own lengths, summed
+    shared: int
+
+    def width(self, shared: int | None = None, extra: int = 0, more: int = 0) -> int:
+        k = self.shared if shared is None else shared
+        n = len(self.members) + more
+        return self.tokens + extra - (n - 1) * k if n > 1 and k >= MIN_SHARED_PREFIX else self.tokens + extra
+
+
+def row_groups(seqs: Sequence[Seq], row_tokens: int, share: bool = False) -> list[list[tuple[list[int], int]]]:
+    """The packed rows of `seqs`, each at most `row_tokens` computed tokens: per row, its groups of
+    sequence indices and the prefix each group computes once (0: none; without `share`, every
+    sequence is a group of its own). First fit, longest first; within a row, a sequence joins the
+    group where it adds the fewest tokens. A longer sequence gets a row of its own. Deterministic."""
     order = sorted(range(len(seqs)), key=lambda i: (-len(seqs[i]), i))
-    rows: list[list[int]] = []
-    sizes: list[int] = []
+    rows: list[list[_Group]] = []
     for i in order:
-        n = len(seqs[i])
-        for r, size in enumerate(sizes):
-            if size + n <= row_tokens:
-                rows[r].append(i)
-                sizes[r] += n
+        n, lead = len(seqs[i]), _lead(seqs[i]) if share else 0
+        for row in rows:
+            width = sum(g.width() for g in row)
+            best: tuple[int, int, int] | None = None  # (added tokens, group, its shared prefix)
+            for gi, group in enumerate(row if share else []):
+                k = _common(seqs[group.members[0]].input_ids, seqs[i].input_ids, min(group.shared, lead))
+                added = group.width(k, extra=n, more=1) - group.width()
+                if best is None or added < best[0]:
+                    best = (added, gi, k)
+            if best is not None and best[0] < n and width + best[0] <= row_tokens:
+                group = row[best[1]]
+                group.members.append(i)
+                group.tokens += n
+                group.shared = best[2]
+                break
+            if width + n <= row_tokens:
+                row.append(_Group([i], n, lead))
                 break
         else:
-            rows.append([i])
-            sizes.append(n)
-    return [sorted(row) for row in rows]
+            rows.append([_Group([i], n, lead)])
+    out = []
+    for row in rows:
+        groups = [(sorted(g.members), g.shared if len(g.members) > 1 and g.shared >= MIN_SHARED_PREFIX else 0)
+                  for g in row]
+        out.append(sorted(groups))
+    return out
+
+
+def _row_layout(seqs: Sequence[Seq], groups: list[tuple[list[int], int]]
+                ) -> tuple[list[int], list[int], list[int], list[int], list[int], list[int]]:
+    """(ids, positions, labels, sequence index, segment, prefix segment) of one row: per group its
+    shared prefix once (index -1), then each member without it, positions continuing after it.
+    Every member and every prefix is a segment of its own; a token attends within its segment and
+    to its group's prefix segment (-1: none)."""
+    ids: list[int] = []
+    pos: list[int] = []
+    labels: list[int] = []
+    index: list[int] = []
+    segment: list[int] = []
+    prefix: list[int] = []
+    segments = 0
+    for members, shared in groups:
+        own = -1
+        if shared:
+            own, segments = segments, segments + 1
+            ids += seqs[members[0]].input_ids[:shared]
+            pos += range(shared)
+            labels += [IGNORE] * shared
+            index += [-1] * shared
+            segment += [own] * shared
+            prefix += [own] * shared
+        for m in members:
+            seq, seg, segments = seqs[m], segments, segments + 1
+            ids += seq.input_ids[shared:]
+            pos += range(shared, len(seq))
+            labels += seq.labels[shared:]
+            index += [m] * (len(seq) - shared)
+            segment += [seg] * (len(seq) - shared)
+            prefix += [own] * (len(seq) - shared)
+    return ids, pos, labels, index, segment, prefix
 
 
 def forward_packed(model: Any, seqs: Sequence[Seq], device: torch.device, bf16: bool = False,
@@ -59,28 +149,41 @@ def forward_packed(model: Any, seqs: Sequence[Seq], device: torch.device, bf16: 
     Each row restarts its position ids at every sequence, so attention stays within a sequence;
     a row shorter than the widest is filled with padding that is a block of its own (positions
     from 0, never labelled). Short rows bound the cost of attention, which over one long packed
-    row is computed for every pair of positions and only then masked by most kernels.
+    row is computed for every pair of positions and only then masked by most kernels. With sdpa
+    or eager attention, which take an explicit mask, a row computes the unlabelled prefix its
+    sequences share once (`MIN_SHARED_PREFIX`).
     """
-    if row_tokens is None or sum(len(s) for s in seqs) <= row_tokens:
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    share = SHARE_PREFIXES and getattr(inner.config, "_attn_implementation", None) in ("sdpa", "eager")
+    width_limit = row_tokens or sum(len(s) for s in seqs)
+    if not share and sum(len(s) for s in seqs) <= width_limit:
         return forward_logits(model, pack(seqs), device, bf16)
-    owner = row_groups(seqs, row_tokens)
-    rows = [pack([seqs[i] for i in row]) for row in owner]
-    width = max(len(b.input_ids) for b in rows)
-    ids, pos, labels, index = [], [], [], []
-    for batch, members in zip(rows, owner, strict=True):
-        fill = width - len(batch.input_ids)
-        ids.append(batch.input_ids + [batch.input_ids[-1]] * fill)
-        pos.append(batch.position_ids + list(range(fill)))
-        labels += batch.labels + [IGNORE] * fill
-        index += [members[k] for k in batch.seq_index] + [-1] * fill
+    layouts = [_row_layout(seqs, groups) for groups in row_groups(seqs, width_limit, share)]
+    width = max(len(layout[0]) for layout in layouts)
+    ids, pos, labels, index, segment, prefix = [], [], [], [], [], []
+    for row_ids, row_pos, row_labels, row_index, row_segment, row_prefix in layouts:
+        fill = width - len(row_ids)
+        ids.append(row_ids + [row_ids[-1]] * fill)
+        pos.append(row_pos + list(range(fill)))
+        labels += row_labels + [IGNORE] * fill
+        index += row_index + [-1] * fill
+        segment.append(row_segment + [max(row_segment) + 1] * fill)
+        prefix.append(row_prefix + [-1] * fill)
     label_t = torch.tensor(labels, dtype=torch.long, device=device)
     index_t = torch.tensor(index, dtype=torch.long, device=device)
     keep = (label_t != IGNORE).nonzero().squeeze(-1)
     # Labelled positions in the order of `seqs` (as in one row), which per-sequence targets rely on.
     keep = keep[torch.sort(index_t[keep], stable=True).indices]
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    mask = None
+    if share:
+        seg = torch.tensor(segment, dtype=torch.long, device=device)
+        pre = torch.tensor(prefix, dtype=torch.long, device=device)
+        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+        mask = (causal & ((seg[:, :, None] == seg[:, None, :]) | (pre[:, :, None] == seg[:, None, :])))[:, None]
+        if inner.config._attn_implementation == "eager":
+            mask = torch.zeros(mask.shape, device=device).masked_fill(~mask, torch.finfo(torch.float32).min)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        hidden = inner.get_decoder()(input_ids=torch.tensor(ids, device=device),
+        hidden = inner.get_decoder()(input_ids=torch.tensor(ids, device=device), attention_mask=mask,
                                      position_ids=torch.tensor(pos, device=device), use_cache=False).last_hidden_state
         logits = inner.get_output_embeddings()(hidden.reshape(-1, hidden.shape[-1])[keep])
     return logits.float(), label_t[keep], index_t[keep], keep

@@ -5,7 +5,9 @@ restart at 0 at every sequence start. Hugging Face Llama models (transformers 5.
 attention, `attention_mask=None`, no cache) turn those restarts into a block-diagonal causal mask
 (`masking_utils.find_packed_sequence_indices`); flash-attention kernels use them as varlen
 boundaries. Labels are shifted per sequence before concatenation, so no token is ever trained to
-predict the first token of the next sequence.
+predict the first token of the next sequence. Where a row is computed with an explicit mask
+(`training.modeling.forward_packed`, sdpa or eager attention), sequences that start with the same
+untrained prompt share one copy of it.
 
 Which examples a refresh trains on, and how they become sequences: `training.selection`.
 """

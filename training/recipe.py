@@ -19,7 +19,9 @@ around a plain torch loop, so every step of a refresh can be read top to bottom.
   step is computed: micro-batch tokens from the memory available, gradient checkpointing only
   where a sequence's activations would not fit otherwise, packed rows no wider than `row_tokens`
   (attention over a packed row costs its width squared), weights in bfloat16 where it computes
-  natively, torch threads within the CPUs this process may use.
+  natively, torch threads within the CPUs this process may use. Sequences of a row that start
+  with the same untrained prompt (the chat template's system prompt and user header) attend to
+  one copy of it (`training.modeling.row_groups`): the same logits and gradients for fewer tokens.
 * Checkpoint: a plain dict (trainable weights, optimizer, scheduler, RNG states, data position,
   losses) every `checkpoint_every` steps under the adapter's folder; `setup` resumes from it, and
   a resumed run ends with the same weights and losses as an uninterrupted one.

@@ -125,6 +125,45 @@ def test_narrow_rows_give_the_losses_of_one_row(tok, tmp_path: Path) -> None:  #
     assert runs[1] == pytest.approx(runs[0], abs=1e-5)
 
 
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_a_shared_prompt_prefix_is_computed_once_with_the_same_logits_and_gradients(tok, attention: str) -> None:  # type: ignore[no-untyped-def]
+    from peft import get_peft_model
+
+    from training.modeling import MIN_SHARED_PREFIX, forward_logits, forward_packed, row_groups
+    from training.recipe import lora_config
+
+    torch.manual_seed(0)
+    model = get_peft_model(load_model(TINY), lora_config(8, 16, 0.0))
+    model.base_model.model.config._attn_implementation = attention
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.05)  # a trained adapter: LoRA changes the prefix too
+    units = units_for(tok)
+    seqs = [s for u in units for s in u.seqs]
+    rows = row_groups(seqs, 4096, share=True)
+    # The qa sequences share the chat template's prompt up to the question; the cpt texts share nothing.
+    assert len(rows) == 1 and sorted(k for _, k in rows[0])[-1] >= MIN_SHARED_PREFIX
+    saved = sum((len(members) - 1) * k for members, k in rows[0])
+    assert all(k == 0 for _, k in row_groups(seqs, 4096)[0])
+    grads = []
+    for shared in (True, False):
+        model.zero_grad()
+        if shared:
+            logits, targets, index, keep = forward_packed(model, seqs, torch.device("cpu"), row_tokens=4096)
+            assert int(keep.max()) < sum(len(s) for s in seqs) - saved  # the row is that much shorter
+        else:
+            logits, targets, index, _ = forward_logits(model, pack(seqs), torch.device("cpu"))
+        loss = F.cross_entropy(logits, targets)
+        loss.backward()
+        grads.append((logits.detach(), targets, index, {n: p.grad.clone() for n, p in model.named_parameters()
+                                                         if p.requires_grad}))
+    (l1, t1, i1, g1), (l2, t2, i2, g2) = grads
+    assert torch.equal(t1, t2) and torch.equal(i1, i2)
+    assert torch.allclose(l1, l2, atol=1e-4)
+    assert all(torch.allclose(g1[n], g2[n], atol=1e-5, rtol=1e-4) for n in g1)
+    assert any(float(g.abs().sum()) > 0 for g in g1.values())
+
+
 def test_step_shape_follows_the_memory_available() -> None:
     from types import SimpleNamespace
 
@@ -229,7 +268,7 @@ def test_out_of_memory_halves_the_micro_batch_with_the_same_result(tok, tmp_path
         if kwargs["input_ids"].shape[1] > limit:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    handle = tight.model.register_forward_pre_hook(fail_when_large, with_kwargs=True)
+    handle = tight.model.get_base_model().get_decoder().register_forward_pre_hook(fail_when_large, with_kwargs=True)
     tight.train()
     handle.remove()
     assert tight.micro_tokens <= 90
