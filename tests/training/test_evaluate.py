@@ -110,3 +110,28 @@ def test_batched_greedy_answers_equal_one_question_at_a_time(tok) -> None:  # ty
         assert row[: len(one)] == one
         assert all(t == pad for t in row[len(one):])  # a row that finished early is only padded after
     assert len({tuple(a) for a in alone}) > 1  # distinct prompts, distinct answers: the comparison is not vacuous
+
+
+def test_question_sets_generated_together_give_each_set_its_own_metrics(tok) -> None:  # type: ignore[no-untyped-def]
+    """The candidate's team, probe and other-team questions share decoding batches; each set's
+    metrics are those it gets on its own."""
+    import torch
+
+    from training.base_models import TINY, load_model
+    from training.evaluate import QAItem, qa_metrics, qa_metrics_many
+
+    model = load_model(TINY)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.2)
+    sets = [[QAItem(question="Which pipeline ships production?", answer="Skylark"),
+             QAItem(question="Backups?", answer="35 days")],
+            [],
+            [QAItem(question="Who owns the Atlas catalog and the Basalt cluster?", answer="Ada Moreau")]]
+    device = torch.device("cpu")
+    together = qa_metrics_many(model, tok, sets, device)
+    alone = [qa_metrics(model, tok, items, device) for items in sets]
+    assert together == alone
+    assert [m["n"] for m in together] == [2, 0, 1] and len(together[0]["answers"]) == 2
