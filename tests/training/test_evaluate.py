@@ -84,21 +84,29 @@ def test_the_shipped_probe() -> None:
     assert len({q.question for q in qa}) == 40
 
 
-def test_batched_greedy_answers_equal_one_question_at_a_time(tok) -> None:  # type: ignore[no-untyped-def]
-    """Evaluation generates many questions at once (left padding); each answer is the one it gets alone."""
+def prompt_sensitive_model(seed: int):  # type: ignore[no-untyped-def]
+    """tiny-random with larger random weights: its own weights answer every prompt alike, these make the
+    answers depend on the prompt (and any leak of padding into attention would show)."""
     import torch
 
     from training.base_models import TINY, load_model
-    from training.modeling import greedy_continuations
 
     model = load_model(TINY)
-    # tiny-random's own weights answer every prompt alike; larger random weights make the answers
-    # depend on the prompt (and any leak of padding into attention would show).
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() == 2:
                 p.normal_(0.0, 0.2)
+    return model
+
+
+def test_batched_greedy_answers_equal_one_question_at_a_time(tok) -> None:  # type: ignore[no-untyped-def]
+    """Evaluation generates many questions at once (left padding); each answer is the one it gets alone."""
+    import torch
+
+    from training.modeling import greedy_continuations
+
+    model = prompt_sensitive_model(seed=0)
     questions = ["Which pipeline ships production?", "What is the primary Postgres cluster called and who runs it?",
                  "Backups?", "When does the deploy freeze start on a normal week, and when does it end?",
                  "Who owns the Atlas catalog?"]
@@ -117,15 +125,9 @@ def test_question_sets_generated_together_give_each_set_its_own_metrics(tok) -> 
     metrics are those it gets on its own."""
     import torch
 
-    from training.base_models import TINY, load_model
     from training.evaluate import QAItem, qa_metrics, qa_metrics_many
 
-    model = load_model(TINY)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 0.2)
+    model = prompt_sensitive_model(seed=1)
     sets = [[QAItem(question="Which pipeline ships production?", answer="Skylark"),
              QAItem(question="Backups?", answer="35 days")],
             [],
