@@ -18,8 +18,8 @@ from ingestion.processing.study import (
     find_spans,
     grounded,
     link_examples,
-    sentences,
     sentence_items,
+    sentences,
     study_examples,
 )
 from tacit.cli.export import export_rows

@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from training.base_models import TINY, load_model
-from training.distill import (distill_loss, distill_pair, distill_units, own_sample_units, teacher_question,
-                              topk_kl)
+from training.distill import (
+    distill_loss,
+    distill_pair,
+    distill_units,
+    own_sample_units,
+    teacher_question,
+    topk_kl,
+)
 from training.modeling import forward_logits
 from training.packing import IGNORE, pack
 from training.recipe import LoRARecipe, RecipeConfig
