@@ -29,11 +29,12 @@ around a plain torch loop, so every step of a refresh can be read top to bottom.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,12 @@ CPU_ROW_TOKENS = DEFAULT_ROW_TOKENS
 #: CPU base weights in bfloat16 under bf16 autocast: measured no faster than float32 weights (within
 #: 3 %), so they stay float32 there (no rounding of the frozen weights).
 CPU_BF16_WEIGHTS = False
+#: ... but under bf16 autocast the frozen linear weights of the blocks are held in bfloat16 as
+#: well during a step, beside their float32 originals: autocast would round them to exactly those
+#: values on every forward, so the step computes the same, without re-casting 100M weights each
+#: time (on SmolLM2-135M, 2 cores, interleaved runs: steps 1.02-1.16x faster). Embeddings and
+#: norms stay float32, and so does the residual stream.
+CPU_BF16_FROZEN_LINEARS = True
 #: Activation memory per token without gradient checkpointing, in units of hidden size × layers
 #: × bytes per value (a Llama block keeps about this many values per token for its backward pass).
 ACTIVATIONS_PER_HIDDEN = 24
@@ -283,6 +290,7 @@ class LoRARecipe:
         self.resumed_from: int | None = None
         self.wall = 0.0
         self.epochs_run = 0
+        self._bf16_copies: list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]] | None = None
 
     # ------------------------------------------------------------------ setup
     def setup(self, units: Sequence[Unit], base: Any = None, tokenizer: Any = None) -> None:
@@ -529,10 +537,36 @@ class LoRARecipe:
         self.wall += time.perf_counter() - start
         return self.summary()
 
+    def _frozen_bf16_copies(self) -> list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]]:
+        """(weight, float32 original, bfloat16 copy) of the frozen linear layers, made once when
+        the step computes in bf16 autocast on a CPU (see CPU_BF16_FROZEN_LINEARS)."""
+        if self._bf16_copies is None:
+            self._bf16_copies = []
+            if self.bf16 and self.device.type == "cpu" and CPU_BF16_FROZEN_LINEARS:
+                out = self.model.get_output_embeddings()
+                for module in self.model.modules():
+                    weight = getattr(module, "weight", None)
+                    if (isinstance(module, torch.nn.Linear) and module is not out and weight is not None
+                            and not weight.requires_grad and weight.dtype == torch.float32):
+                        self._bf16_copies.append((weight, weight.data, weight.data.to(torch.bfloat16)))
+        return self._bf16_copies
+
+    @contextlib.contextmanager
+    def _bf16_frozen(self) -> Iterator[None]:
+        copies = self._frozen_bf16_copies()
+        for weight, _, low in copies:
+            weight.data = low
+        try:
+            yield
+        finally:
+            for weight, original, _ in copies:
+                weight.data = original
+
     def train_step(self) -> float:
         """The next optimizer step of the plan (a checkpoint when one is due); returns its loss."""
         seqs = [s for idx in self.plan[self.step] for s in self.units[idx].seqs]
-        loss = self._run_step(seqs)
+        with self._bf16_frozen():
+            loss = self._run_step(seqs)
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()

@@ -164,6 +164,26 @@ def test_a_shared_prompt_prefix_is_computed_once_with_the_same_logits_and_gradie
     assert any(float(g.abs().sum()) > 0 for g in g1.values())
 
 
+def test_bf16_copies_of_frozen_linears_compute_exactly_what_autocast_does(tok, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import training.recipe as recipe_module
+
+    runs = []
+    for copies in (False, True):
+        monkeypatch.setattr(recipe_module, "CPU_BF16_FROZEN_LINEARS", copies)
+        recipe = LoRARecipe(config(tmp_path, output_dir=tmp_path / str(copies), max_steps=4, bf16=True))
+        recipe.setup(units_for(tok))
+        recipe.train()
+        weights = {n: p.detach().clone() for n, p in recipe.model.named_parameters() if p.requires_grad}
+        frozen = [(p.dtype, p.data_ptr()) for p in recipe.model.parameters() if not p.requires_grad]
+        runs.append((recipe.losses, weights, frozen, len(recipe._frozen_bf16_copies())))
+    (loss_a, w_a, _, n_a), (loss_b, w_b, frozen_b, n_b) = runs
+    assert n_a == 0 and n_b > 0
+    assert loss_a == loss_b  # bit for bit: autocast rounds the float32 weights to these very values
+    assert all(torch.equal(w_a[n], w_b[n]) for n in w_a)
+    assert all(dtype == torch.float32 for dtype, _ in frozen_b)  # the originals are back after each step
+
+
 def test_step_shape_follows_the_memory_available() -> None:
     from types import SimpleNamespace
 
