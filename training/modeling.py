@@ -37,8 +37,6 @@ def forward_logits(model: Any, batch: Batch, device: torch.device, bf16: bool = 
 #: attends to that one copy, at the positions it would have had alone, so the logits and their
 #: gradients are those of separate copies, without computing the copies.
 MIN_SHARED_PREFIX = 4
-#: Off: every sequence computes its own prefix (for measuring what sharing saves).
-SHARE_PREFIXES = True
 
 
 def _lead(seq: Seq) -> int:
@@ -65,9 +63,18 @@ class _Group:
     shared: int
 
     def width(self, shared: int | None = None, extra: int = 0, more: int = 0) -> int:
-        k = self.shared if shared is None else shared
+        """Computed tokens, with `more` members of `extra` tokens added and `shared` as the prefix."""
         n = len(self.members) + more
-        return self.tokens + extra - (n - 1) * k if n > 1 and k >= MIN_SHARED_PREFIX else self.tokens + extra
+        return self.tokens + extra - (n - 1) * _effective(self.shared if shared is None else shared, n)
+
+    @property
+    def prefix(self) -> int:
+        """The prefix the group computes once: 0 for a single sequence or a prefix too short."""
+        return _effective(self.shared, len(self.members))
+
+
+def _effective(shared: int, members: int) -> int:
+    return shared if members > 1 and shared >= MIN_SHARED_PREFIX else 0
 
 
 def row_groups(seqs: Sequence[Seq], row_tokens: int, share: bool = False) -> list[list[tuple[list[int], int]]]:
@@ -98,12 +105,7 @@ def row_groups(seqs: Sequence[Seq], row_tokens: int, share: bool = False) -> lis
                 break
         else:
             rows.append([_Group([i], n, lead)])
-    out = []
-    for row in rows:
-        groups = [(sorted(g.members), g.shared if len(g.members) > 1 and g.shared >= MIN_SHARED_PREFIX else 0)
-                  for g in row]
-        out.append(sorted(groups))
-    return out
+    return [sorted((sorted(g.members), g.prefix) for g in row) for row in rows]
 
 
 def _row_layout(seqs: Sequence[Seq], groups: list[tuple[list[int], int]]
@@ -154,7 +156,7 @@ def forward_packed(model: Any, seqs: Sequence[Seq], device: torch.device, bf16: 
     sequences share once (`MIN_SHARED_PREFIX`).
     """
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    share = SHARE_PREFIXES and getattr(inner.config, "_attn_implementation", None) in ("sdpa", "eager")
+    share = getattr(inner.config, "_attn_implementation", None) in ("sdpa", "eager")
     width_limit = row_tokens or sum(len(s) for s in seqs)
     if not share and sum(len(s) for s in seqs) <= width_limit:
         return forward_logits(model, pack(seqs), device, bf16)
