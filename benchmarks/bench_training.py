@@ -254,13 +254,14 @@ def bench_vs_trl(model_name: str, device: torch.device, bf16: bool, n_steps: int
                               peft_config=lora_config(16, 32), callbacks=[Interleave()])
         trainer.remove_callback(transformers.PrinterCallback)
         wall = time.perf_counter()
-        trainer.train()
-        wall = time.perf_counter() - wall
-        while recipe.step < len(recipe.plan):  # if TRL ran fewer steps, Tacit finishes its plan alone
-            n = sum(len(s) for i in recipe.plan[recipe.step] for s in recipe.units[i].seqs)
-            tacit.begin()
-            tacit.losses.append(recipe.train_step())
-            tacit.end(n)
+        with recipe.compiled_steps():  # as `recipe.train()` runs them (compiled where that pays)
+            trainer.train()
+            wall = time.perf_counter() - wall
+            while recipe.step < len(recipe.plan):  # if TRL ran fewer steps, Tacit finishes its plan alone
+                n = sum(len(s) for i in recipe.plan[recipe.step] for s in recipe.units[i].seqs)
+                tacit.begin()
+                tacit.losses.append(recipe.train_step())
+                tacit.end(n)
 
         # Evaluation, the same code for both models: the team eval questions (greedy answers, batched)
         # and the log-likelihood of their answers.
@@ -289,7 +290,7 @@ def bench_vs_trl(model_name: str, device: torch.device, bf16: bool, n_steps: int
     out: dict[str, Any] = {"model": model_name, "device": str(device), "bf16": bf16, "step_tokens": step_tokens,
                            "threads": torch.get_num_threads(), "trl": trl.figures(1), "tacit": tacit.figures(1),
                            "tacit_shape": {k: shape[k] for k in ("micro_tokens", "row_tokens", "gradient_checkpointing",
-                                                                 "bf16_weights")},
+                                                                 "bf16_weights", "compiled")},
                            "trl_wall_incl_interleaved_s": round(wall, 2), "loss_marks_tokens": marks,
                            "trl_loss_at": loss_at_tokens(trl.tokens, trl.losses, marks),
                            "tacit_loss_at": loss_at_tokens(tacit.tokens, tacit.losses, marks),

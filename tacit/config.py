@@ -109,6 +109,9 @@ class TrainingConfig(_Strict):
     min_new_tokens: int = Field(2000, ge=0)
     forgetting_bound: float = Field(0.10, ge=0.0)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the CPU/GPU has it natively
+    # The training steps run the decoder blocks compiled (torch.compile; training.recipe.should_compile):
+    # auto: on a bf16 CPU, for a run long enough to repay compiling; on / off: always / never.
+    compile: Literal["auto", "on", "off"] = "auto"
     seed: int = 0
     # Context distillation: the base model with the passage in its prompt teaches the adapter,
     # which sees only the question (training.distill).

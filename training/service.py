@@ -268,6 +268,7 @@ def _refresh(ctx: Context, team_cfg: TeamConfig, force: bool, progress: _Progres
             anchor_text=tcfg.anchor_text, base_hash=base_hash, distill_weight=tcfg.distill_weight,
             distill_own_share=tcfg.distill_own_share,
             bf16=bf16_default(tcfg.precision, resolve_device("auto")),
+            compile={"auto": None, "on": True, "off": False}[tcfg.compile],
             anchor_cache=base_models.models_dir(ctx.data_dir) / "anchors", checkpoint_every=CHECKPOINT_EVERY)
         train = _train(recipe_cfg, units, tokenizer, progress, lock)
         with ctx.session() as session:

@@ -176,9 +176,12 @@ def test_bf16_copies_of_frozen_linears_compute_exactly_what_autocast_does(tok, t
         recipe.train()
         weights = {n: p.detach().clone() for n, p in recipe.model.named_parameters() if p.requires_grad}
         frozen = [(p.dtype, p.data_ptr()) for p in recipe.model.parameters() if not p.requires_grad]
-        runs.append((recipe.losses, weights, frozen, len(recipe._frozen_bf16_copies())))
-    (loss_a, w_a, _, n_a), (loss_b, w_b, frozen_b, n_b) = runs
-    assert n_a == 0 and n_b > 0
+        head = recipe.model.get_output_embeddings()
+        swapped = {id(module) for module, *_ in recipe._frozen_bf16_copies()}
+        assert head.weight is recipe.model.get_input_embeddings().weight  # tied, as loaded
+        runs.append((recipe.losses, weights, frozen, len(swapped), id(head) in swapped))
+    (loss_a, w_a, _, n_a, _), (loss_b, w_b, frozen_b, n_b, head_swapped) = runs
+    assert n_a == 0 and n_b > 0 and head_swapped  # the output layer too, though its weight is the embeddings'
     assert loss_a == loss_b  # bit for bit: autocast rounds the float32 weights to these very values
     assert all(torch.equal(w_a[n], w_b[n]) for n in w_a)
     assert all(dtype == torch.float32 for dtype, _ in frozen_b)  # the originals are back after each step
@@ -240,6 +243,58 @@ def test_resume_after_interrupt_gives_identical_results(tok, tmp_path: Path, row
             assert torch.equal(a, b), name
     second.cleanup()
     assert not (tmp_path / "interrupted" / "checkpoint.pt").exists()
+
+
+def test_compiled_steps_resume_identically_and_train_like_eager_ones(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Compiled blocks (the CPU's step shape for long runs): a run interrupted and resumed ends with
+    the same tensors as one straight run, its losses are those of eager steps up to rounding, and
+    after training the blocks are eager again with the attention they had (for evaluation)."""
+    units = units_for(tok)
+    base_cfg = {"epochs": 4, "checkpoint_every": 3, "bf16": True}
+    runs = {}
+    for name, compiled in (("eager", False), ("straight", True)):
+        recipe = LoRARecipe(config(tmp_path, output_dir=tmp_path / name, compile=compiled, **base_cfg))
+        recipe.setup(units)
+        recipe.train()
+        runs[name] = recipe
+    straight = runs["straight"]
+    assert straight.summary()["compiled"] and not runs["eager"].summary()["compiled"]
+    assert straight.losses == pytest.approx(runs["eager"].losses, rel=2e-2)
+    inner = straight.model.get_base_model()
+    assert inner.config._attn_implementation == "sdpa"
+    assert all(block._compiled_call_impl is None for block in inner.get_decoder().layers)
+
+    def crash(info: dict) -> None:  # type: ignore[type-arg]
+        if info["step"] == 5:
+            raise Interrupt
+
+    cfg = config(tmp_path, output_dir=tmp_path / "interrupted", compile=True, **base_cfg)
+    first = LoRARecipe(cfg, progress=crash)
+    first.setup(units)
+    with pytest.raises(Interrupt):
+        first.train()
+    del first
+    second = LoRARecipe(cfg)
+    second.setup(units)
+    assert second.resumed_from == 3 and second.compiled
+    second.train()
+    assert second.losses == straight.losses
+    for (name, a), (_, b) in zip(straight.model.named_parameters(), second.model.named_parameters(), strict=True):
+        if a.requires_grad:
+            assert torch.equal(a, b), name
+
+
+def test_runs_compile_where_compiling_pays() -> None:
+    from training.recipe import should_compile
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    big = {"params": 135_000_000, "planned_tokens": 70_000}
+    assert should_compile(cpu, bf16=True, gradient_checkpointing=False, **big)
+    assert not should_compile(cpu, bf16=True, gradient_checkpointing=False, params=135_000_000, planned_tokens=2_000)
+    assert not should_compile(cpu, bf16=True, gradient_checkpointing=False, params=2_000_000, planned_tokens=70_000)
+    assert not should_compile(cpu, bf16=False, gradient_checkpointing=False, **big)
+    assert not should_compile(cpu, bf16=True, gradient_checkpointing=True, **big)
+    assert not should_compile(gpu, bf16=True, gradient_checkpointing=False, **big)  # not measured there yet
 
 
 def test_continuation_loads_the_previous_adapter_trainable(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
