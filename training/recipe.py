@@ -167,8 +167,8 @@ MEMORY_SHARE = 0.6  # of the free memory, for activations (the rest: weights, op
 #: the blocks share one graph whatever the rows' width), which fuses the LoRA branches, casts, norms
 #: and activations around the matrix products. SmolLM2-135M, bf16, 2 cores, the sample company's
 #: platform data, interleaved with eager steps: x1.42 tokens/s (with the attention below); in the
-#: demo's refreshes 0.69-0.80 s a step against 0.89-0.98 s. Compiling costs about 37 s the first time
-#: on a machine, about 8 s once its code is cached (`compile-cache` beside the converted models), and
+#: demo's refreshes 0.71-0.80 s a step against 0.89-0.98 s. Compiling costs about 37 s the first time
+#: on a machine, about 10 s once its code is cached (`compile-cache` beside the converted models), and
 #: once per process (later teams reuse it), so a run compiles only when its planned work (6 x
 #: parameters x tokens) is at least COMPILE_MIN_FLOP, about two minutes of uncompiled steps there.
 #: On CUDA it stays off until measured there (`compile = "on"` in a team's training forces it).
@@ -232,6 +232,20 @@ def should_compile(device: torch.device, *, bf16: bool, gradient_checkpointing: 
     """Whether a run's steps compile the decoder blocks by default (see COMPILE_MIN_FLOP)."""
     return (device.type == "cpu" and bf16 and not gradient_checkpointing
             and 6 * params * planned_tokens >= COMPILE_MIN_FLOP)
+
+
+def _compile_cache_beside(models: Path) -> None:
+    """Keep compiled code in `models`/compile-cache, beside the converted base models (a volume that
+    outlives a container's /tmp), so a later process (a restarted worker, the next refresh) loads it
+    in seconds; a TORCHINDUCTOR_CACHE_DIR set to anything but torch's default is left alone. (torch
+    writes its default into the environment the first time it looks, e.g. on importing peft.)"""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # another torch layout: its own default stays
+        return
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(models / "compile-cache")
 
 
 def make_optimizer(params: list[torch.nn.Parameter], device: torch.device, **kwargs: Any) -> torch.optim.Optimizer:
@@ -579,9 +593,7 @@ class LoRARecipe:
             return
         from training import base_models
 
-        # Compiled code is kept beside the converted base models (unless TORCHINDUCTOR_CACHE_DIR says
-        # otherwise), so a later process (a restarted worker, the next refresh) loads it in seconds.
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(base_models.models_dir(self.cfg.data_dir) / "compile-cache"))
+        _compile_cache_beside(base_models.models_dir(self.cfg.data_dir))
         inner = self.model.get_base_model()
         attention = inner.config._attn_implementation
         blocks = list(inner.get_decoder().layers)[1:]
@@ -630,6 +642,7 @@ class LoRARecipe:
                     module.weight = weight
                 else:
                     weight.data = original
+
     def train_step(self) -> float:
         """The next optimizer step of the plan (a checkpoint when one is due); returns its loss."""
         seqs = [s for idx in self.plan[self.step] for s in self.units[idx].seqs]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -295,6 +296,20 @@ def test_runs_compile_where_compiling_pays() -> None:
     assert not should_compile(cpu, bf16=False, gradient_checkpointing=False, **big)
     assert not should_compile(cpu, bf16=True, gradient_checkpointing=True, **big)
     assert not should_compile(gpu, bf16=True, gradient_checkpointing=False, **big)  # not measured there yet
+
+
+def test_compiled_code_is_cached_beside_the_models_unless_placed_elsewhere(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from training.recipe import _compile_cache_beside
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what torch writes on first look
+    _compile_cache_beside(tmp_path / "models")
+    assert Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) == tmp_path / "models" / "compile-cache"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "chosen"))
+    _compile_cache_beside(tmp_path / "models")
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "chosen")
 
 
 def test_continuation_loads_the_previous_adapter_trainable(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
