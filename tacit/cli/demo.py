@@ -335,12 +335,14 @@ def _train_all(ctx: Any, summary: dict[str, Any], console: Console) -> None:
     for team in TEAMS:
         console.print(f"[bold]training {team.name}[/bold]")
         before = _active_or_none(ctx, team.name)
+        started = time.monotonic()
         result = refresh_adapter(ctx, team.name, force=summary["run"] == 1, console=console)
+        refresh_s = time.monotonic() - started
         active = _active_or_none(ctx, team.name) or {}
         # The figures of the version trained now (promoted or not); when nothing was trained
         # (no change for this team), those of the active version.
         trained = show_version(ctx, team.name, result["version"]) if result.get("version") else active
-        teams[team.name], samples[team.name] = team_figures(active, trained, result)
+        teams[team.name], samples[team.name] = team_figures(active, trained, result, refresh_s)
         excluded = (trained.get("deleted_documents") or {}).get("excluded") or []
         learned = {d["document_id"] for d in ((before or {}).get("deleted_documents") or {}).get("flagged") or []}
         gone = [d for d in excluded if d["document_id"] in learned]

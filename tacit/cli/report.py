@@ -103,14 +103,17 @@ def _trained_on(team: dict[str, Any]) -> str:
     if not team.get("examples"):
         return "nothing new"
     return (f"{team['examples']} examples ({_fmt(team.get('examples_new'))} new, "
-            f"{_fmt(team.get('examples_replayed'))} replayed), {_fmt(team.get('trained_tokens'))} tokens")
+            f"{_fmt(team.get('examples_replayed'))} replayed), {_fmt(team.get('trained_tokens'))} tokens"
+            + (f" in {_fmt(team['refresh_s'], 0)} s ({_fmt(team.get('refresh_tokens_per_s'), 0)} tokens/s)"
+               if team.get("refresh_s") else ""))
 
 
-def team_figures(active: dict[str, Any], trained: dict[str, Any],
-                 result: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def team_figures(active: dict[str, Any], trained: dict[str, Any], result: dict[str, Any] | None = None,
+                 refresh_s: float | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One team's row of `summary["teams"]` and its `summary["samples"]`, from adapter versions as
     `training.registry.show_version` gives them: `active` (may be {}), `trained` (the version the
-    refresh `result` made, or the one reported on) and the refresh's result (None: no refresh now)."""
+    refresh `result` made, or the one reported on), the refresh's result (None: no refresh now) and
+    its wall time (training and evaluation)."""
     if result is None:
         result = {"status": trained.get("status"), "reason": trained.get("reason"), "version": trained.get("version")}
     # The figures shown are the active adapter's: a rejected candidate's are in its reason.
@@ -135,6 +138,10 @@ def team_figures(active: dict[str, Any], trained: dict[str, Any],
         "forgetting_after": metrics.get("probe_nll_after"), "forgetting": metrics.get("forgetting"),
         "leakage": metrics.get("leakage") or {},
     }
+    if result.get("version") and refresh_s:
+        # A refresh's speed: the tokens trained over its whole wall time, evaluation included.
+        figures |= {"refresh_s": round(refresh_s, 1), "train_s": run.get("wall_s"),
+                    "refresh_tokens_per_s": round((figures["trained_tokens"] or 0) / refresh_s, 1)}
     samples = [{"question": a["question"], "expected": a["expected"], "base": a["base"],
                 "adapter": a["candidate"], "base_right": a.get("base_right"),
                 "adapter_right": a.get("candidate_right"), "rag": a.get("rag"), "rag_right": a.get("rag_right")}

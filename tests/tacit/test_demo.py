@@ -33,6 +33,8 @@ def test_quick_demo_twice_is_incremental_and_forgets_the_deleted_file(tmp_path: 
     for name, team in first["teams"].items():
         assert team["trained_version"] == 1 and team["examples"] > 0 and team["trained_tokens"] > 0
         assert team["loss_curve"], name
+        assert team["refresh_s"] >= team["train_s"] > 0, name  # training and evaluation
+        assert team["refresh_tokens_per_s"] == pytest.approx(team["trained_tokens"] / team["refresh_s"], rel=0.01)
         for key in ("qa_before", "qa_after", "qa_rag", "qa_adapter_rag", "qa_f1_before", "qa_f1_after",
                     "forgetting_before", "forgetting_after"):
             assert isinstance(team[key], float), (name, key)

@@ -137,3 +137,41 @@ def test_question_sets_generated_together_give_each_set_its_own_metrics(tok) -> 
     alone = [qa_metrics(model, tok, items, device) for items in sets]
     assert together == alone
     assert [m["n"] for m in together] == [2, 0, 1] and len(together[0]["answers"]) == 2
+
+
+def test_a_merged_adapter_answers_and_scores_as_the_unmerged_one(tok) -> None:  # type: ignore[no-untyped-def]
+    """The candidate is measured with its adapter folded into the weights: the same answers and,
+    to float rounding, the same log-likelihoods; the weights are back after."""
+    import torch
+    from peft import get_peft_model
+
+    from training.evaluate import QAItem, merged, qa_metrics, text_nll
+    from training.recipe import lora_config
+
+    model = get_peft_model(prompt_sensitive_model(seed=2), lora_config(8, 16), adapter_name="candidate")
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.3)  # a trained adapter: its side path changes the answers
+    model.eval()
+    items = [QAItem(question="Which pipeline ships production?", answer="Skylark"),
+             QAItem(question="Who owns the Atlas catalog and the Basalt cluster?", answer="Ada Moreau"),
+             QAItem(question="Backups?", answer="35 days")]
+    texts = ["The Skylark pipeline ships production every Tuesday.", "Backups are kept for 35 days."]
+    device = torch.device("cpu")
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if "base_layer" in n}
+    side = qa_metrics(model, tok, items, device), text_nll(model, tok, texts, device)
+    with model.disable_adapter():
+        base_answers = qa_metrics(model, tok, items, device)["answers"]
+    with merged(model, "candidate"):
+        folded = qa_metrics(model, tok, items, device), text_nll(model, tok, texts, device)
+        layers = [m for m in model.modules() if hasattr(m, "merged")]
+        assert layers and all(m.merged for m in layers)
+    assert folded[0]["answers"] == side[0]["answers"] != base_answers  # the adapter changes answers
+    assert folded[0]["answer_logprob"] == pytest.approx(side[0]["answer_logprob"], abs=1e-4)
+    assert folded[1] == pytest.approx(side[1], abs=1e-4)
+    assert not any(m.merged for m in layers)
+    for n, p in model.named_parameters():
+        if n in before:
+            torch.testing.assert_close(p, before[n])
