@@ -6,6 +6,7 @@ adapter, on packed rows from `training.packing`; nothing here trains or writes.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -224,6 +225,11 @@ def greedy_continuations(model: Any, tokenizer: Any, prompts: Sequence[str], dev
     """The greedy continuation (token ids, padding included) of each prompt, batched with left padding;
     `encode` turns a prompt into token ids (default: a user question in the chat template).
 
+    The same tokens as `model.generate(do_sample=False)`, whose rows run until the batch's longest
+    answer ends: here a row leaves the batch (and the key/value cache) once it has produced the end
+    token, so later steps compute only the answers still running. A row that ended early is padded
+    after its end token to the batch's longest continuation, as `generate` pads it.
+
     The model is put in eval mode for the call and given back in the mode it was in.
     """
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -237,10 +243,42 @@ def greedy_continuations(model: Any, tokenizer: Any, prompts: Sequence[str], dev
             ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)
             mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
             with torch.no_grad():
-                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                     do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
-            continuations += [row[width:].tolist() for row in out]
+                rows = _greedy_batch(model, ids, mask, max_new_tokens, tokenizer.eos_token_id)
+            longest = max(len(r) for r in rows)
+            continuations += [r + [pad] * (longest - len(r)) for r in rows]
     finally:
         if was_training:
             model.train()
     return continuations
+
+
+def _greedy_batch(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
+                  eos: int | None) -> list[list[int]]:
+    """Greedy decoding of one left-padded batch with a key/value cache, each row's tokens up to and
+    including its end token. Positions count a row's own tokens (padding excluded), as in `generate`."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    # transformers 5 names the key/value cache `cache` (argument and output), earlier ones `past_key_values`.
+    name = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache, alive = getattr(out, name), torch.arange(len(ids), device=ids.device)
+    following = positions[:, -1:] + 1
+    rows: list[list[int]] = [[] for _ in range(len(ids))]
+    for step in range(max_new_tokens):
+        token = out.logits[:, -1].argmax(-1)
+        for row, t in zip(alive.tolist(), token.tolist(), strict=True):
+            rows[row].append(t)
+        if step == max_new_tokens - 1:
+            break
+        running = token != eos if eos is not None else torch.ones_like(token, dtype=torch.bool)
+        if not bool(running.any()):
+            break
+        if not bool(running.all()):
+            keep = running.nonzero().squeeze(-1)
+            cache.batch_select_indices(keep)
+            alive, token, mask, following = alive[keep], token[keep], mask[keep], following[keep]
+        mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=following, use_cache=True,
+                    **{name: cache})
+        following = following + 1
+    return rows

@@ -120,6 +120,39 @@ def test_batched_greedy_answers_equal_one_question_at_a_time(tok) -> None:  # ty
     assert len({tuple(a) for a in alone}) > 1  # distinct prompts, distinct answers: the comparison is not vacuous
 
 
+def test_greedy_continuations_are_what_generate_gives(tok) -> None:  # type: ignore[no-untyped-def]
+    """Rows leave the decoding batch when they end; the tokens and padding are `generate`'s."""
+    import copy
+
+    import torch
+
+    from training.modeling import greedy_continuations, prompt_ids
+
+    model = prompt_sensitive_model(seed=0)
+    questions = ["Which pipeline ships production?", "What is the primary Postgres cluster called and who runs it?",
+                 "Backups?", "When does the deploy freeze start on a normal week, and when does it end?",
+                 "Who owns the Atlas catalog?"]
+    # The random model never says its end token: end answers at a token it says early in one answer only.
+    free = greedy_continuations(model, tok, questions, torch.device("cpu"), max_new_tokens=12, batch_size=5)
+    early = next(t for t in free[0][1:4] if sum(t in row for row in free) < len(free))
+    tok = copy.deepcopy(tok)
+    tok.eos_token = tok.convert_ids_to_tokens(early)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    encoded = [prompt_ids(tok, q) for q in questions]
+    width = max(len(e) for e in encoded)
+    ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded])
+    mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded])
+    model.eval()
+    with torch.no_grad():
+        reference = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
+                                   eos_token_id=tok.eos_token_id, pad_token_id=pad)[:, width:].tolist()
+    ours = greedy_continuations(model, tok, questions, torch.device("cpu"), max_new_tokens=12,
+                                batch_size=len(questions))
+    assert ours == reference
+    ended = [r.index(tok.eos_token_id) + 1 for r in ours if tok.eos_token_id in r]
+    assert ended and min(ended) < max(len(r) for r in ours)  # some rows left the batch early
+
+
 def test_question_sets_generated_together_give_each_set_its_own_metrics(tok) -> None:  # type: ignore[no-untyped-def]
     """The candidate's team, probe and other-team questions share decoding batches; each set's
     metrics are those it gets on its own."""
