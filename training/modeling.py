@@ -225,10 +225,11 @@ def greedy_continuations(model: Any, tokenizer: Any, prompts: Sequence[str], dev
     """The greedy continuation (token ids, padding included) of each prompt, batched with left padding;
     `encode` turns a prompt into token ids (default: a user question in the chat template).
 
-    The same tokens as `model.generate(do_sample=False)`, whose rows run until the batch's longest
-    answer ends: here a row leaves the batch (and the key/value cache) once it has produced the end
-    token, so later steps compute only the answers still running. A row that ended early is padded
-    after its end token to the batch's longest continuation, as `generate` pads it.
+    The same tokens as `model.generate(do_sample=False)` (plain greedy: the logits' argmax, no
+    logits processors), whose rows run until the batch's longest answer ends: here a row leaves the
+    batch (and the key/value cache) once it has produced the end token, so later steps compute only
+    the answers still running. A row that ended early is padded after its end token to the batch's
+    longest continuation, as `generate` pads it.
 
     The model is put in eval mode for the call and given back in the mode it was in.
     """
@@ -257,10 +258,12 @@ def _greedy_batch(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tok
     """Greedy decoding of one left-padded batch with a key/value cache, each row's tokens up to and
     including its end token. Positions count a row's own tokens (padding excluded), as in `generate`."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    accepts = inspect.signature(inner.forward).parameters
     # transformers 5 names the key/value cache `cache` (argument and output), earlier ones `past_key_values`.
-    name = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+    name = "cache" if "cache" in accepts else "past_key_values"
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}  # the prompt's last logits only
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **last_only)
     cache, alive = getattr(out, name), torch.arange(len(ids), device=ids.device)
     following = positions[:, -1:] + 1
     rows: list[list[int]] = [[] for _ in range(len(ids))]
