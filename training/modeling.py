@@ -267,21 +267,22 @@ def _greedy_batch(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tok
     cache, alive = getattr(out, name), torch.arange(len(ids), device=ids.device)
     following = positions[:, -1:] + 1
     rows: list[list[int]] = [[] for _ in range(len(ids))]
+    last = max_new_tokens - 1
     for step in range(max_new_tokens):
-        token = out.logits[:, -1].argmax(-1)
-        for row, t in zip(alive.tolist(), token.tolist(), strict=True):
+        chosen = out.logits[:, -1].argmax(-1)
+        for row, t in zip(alive.tolist(), chosen.tolist(), strict=True):
             rows[row].append(t)
-        if step == max_new_tokens - 1:
+        if step == last:
             break
-        running = token != eos if eos is not None else torch.ones_like(token, dtype=torch.bool)
+        running = chosen != eos if eos is not None else torch.ones_like(chosen, dtype=torch.bool)
         if not bool(running.any()):
             break
         if not bool(running.all()):
             keep = running.nonzero().squeeze(-1)
             cache.batch_select_indices(keep)
-            alive, token, mask, following = alive[keep], token[keep], mask[keep], following[keep]
+            alive, chosen, mask, following = alive[keep], chosen[keep], mask[keep], following[keep]
         mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=following, use_cache=True,
+        out = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=following, use_cache=True,
                     **{name: cache})
         following = following + 1
     return rows
