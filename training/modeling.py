@@ -143,6 +143,11 @@ def _row_layout(seqs: Sequence[Seq], groups: list[tuple[list[int], int]]
     return ids, pos, labels, index, segment, prefix
 
 
+def _unwrapped(model: Any) -> Any:
+    """The transformers model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def forward_packed(model: Any, seqs: Sequence[Seq], device: torch.device, bf16: bool = False,
                    row_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """`forward_logits` over several packed rows of at most `row_tokens` tokens at once (one row
@@ -156,7 +161,7 @@ def forward_packed(model: Any, seqs: Sequence[Seq], device: torch.device, bf16: 
     or eager attention, which take an explicit mask, a row computes the unlabelled prefix its
     sequences share once (`MIN_SHARED_PREFIX`).
     """
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = _unwrapped(model)
     share = getattr(inner.config, "_attn_implementation", None) in ("sdpa", "eager")
     width_limit = row_tokens or sum(len(s) for s in seqs)
     if not share and sum(len(s) for s in seqs) <= width_limit:
@@ -257,7 +262,7 @@ def _greedy_batch(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tok
                   eos: int | None) -> list[list[int]]:
     """Greedy decoding of one left-padded batch with a key/value cache, each row's tokens up to and
     including its end token. Positions count a row's own tokens (padding excluded), as in `generate`."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = _unwrapped(model)
     accepts = inspect.signature(inner.forward).parameters
     # transformers 5 names the key/value cache `cache` (argument and output), earlier ones `past_key_values`.
     name = "cache" if "cache" in accepts else "past_key_values"
