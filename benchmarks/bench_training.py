@@ -254,7 +254,7 @@ def bench_vs_trl(model_name: str, device: torch.device, bf16: bool, n_steps: int
                               peft_config=lora_config(16, 32), callbacks=[Interleave()])
         trainer.remove_callback(transformers.PrinterCallback)
         wall = time.perf_counter()
-        with recipe.compiled_steps():  # as `recipe.train()` runs them (compiled where that pays)
+        with recipe.step_blocks():  # as `recipe.train()` runs them (fused, compiled where that pays)
             trainer.train()
             wall = time.perf_counter() - wall
             while recipe.step < len(recipe.plan):  # if TRL ran fewer steps, Tacit finishes its plan alone

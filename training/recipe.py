@@ -22,7 +22,9 @@ around a plain torch loop, so every step of a refresh can be read top to bottom.
   natively, torch threads within the CPUs this process may use. Sequences of a row that start
   with the same untrained prompt (the chat template's system prompt and user header) attend to
   one copy of it (`training.modeling.row_groups`): the same logits and gradients for fewer tokens.
-  A long run on a bf16 CPU runs its steps through compiled decoder blocks (`should_compile`).
+  Projections that read the same input (q/k/v, gate/up) are computed as one product each in the
+  steps (`training.fusion`); a long run on a bf16 CPU runs its steps through compiled decoder
+  blocks (`should_compile`).
 * Checkpoint: a plain dict (trainable weights, optimizer, scheduler, RNG states, data position,
   losses) every `checkpoint_every` steps under the adapter's folder; `setup` resumes from it, and
   a resumed run ends with the same weights and losses as an uninterrupted one.
@@ -46,6 +48,7 @@ from pydantic import BaseModel, ConfigDict
 
 from training.anchors import anchor_answers, anchor_targets, anchor_units, reference_topk
 from training.distill import distill_loss, own_sample_units
+from training.fusion import fused_projections
 from training.modeling import DEFAULT_ROW_TOKENS, forward_packed, sequence_logprobs
 from training.packing import Seq, Unit, fingerprint, plan_epoch, split_micro
 
@@ -101,6 +104,7 @@ class RecipeConfig(BaseModel):
     gradient_checkpointing: bool | None = None  # None: only where memory needs it (choose_step_shape)
     bf16: bool | None = None  # autocast to bfloat16; None: on with CUDA (see bf16_default)
     compile: bool | None = None  # torch.compile the decoder blocks for the steps; None: where it pays (should_compile)
+    fuse: bool | None = None  # q/k/v and gate/up fused in the steps (training.fusion); None: in steps not compiled
 
     @property
     def lora_alpha(self) -> int:
@@ -326,6 +330,8 @@ class LoRARecipe:
         self.epochs_run = 0
         self._bf16_copies: list[tuple[torch.nn.Module, torch.nn.Parameter, torch.Tensor, torch.nn.Parameter]] | None = None
         self.compiled = False
+        self.fused = False
+        self.fused_layers: frozenset[torch.nn.Module] = frozenset()  # frozen layers computed fused (step_blocks)
 
     # ------------------------------------------------------------------ setup
     def setup(self, units: Sequence[Unit], base: Any = None, tokenizer: Any = None) -> None:
@@ -418,6 +424,8 @@ class LoRARecipe:
         self.compiled = cfg.compile if cfg.compile is not None else should_compile(
             self.device, bf16=self.bf16, gradient_checkpointing=self.grad_ckpt,
             params=sum(p.numel() for p in self.model.parameters()), planned_tokens=planned)
+        # Fused projections pay in eager steps; compiled blocks gain nothing from them (training.fusion).
+        self.fused = cfg.fuse if cfg.fuse is not None else not self.compiled
 
     def _step_shape(self, model_config: Any) -> StepShape:
         cfg = self.cfg
@@ -571,17 +579,29 @@ class LoRARecipe:
         """Run the remaining steps; checkpoint every `checkpoint_every` steps."""
         start = time.perf_counter()
         self.model.train()
-        with self.compiled_steps():
+        with self.step_blocks():
             while self.step < len(self.plan):
                 self.train_step()
         self.wall += time.perf_counter() - start
         return self.summary()
 
     @contextlib.contextmanager
-    def compiled_steps(self) -> Iterator[None]:
-        """The decoder blocks compiled in place for the steps (`self.compiled`), eager again after,
-        for generation and evaluation: parameter names and the checkpoint format are unchanged.
-        `train` runs its steps in it; a caller that runs `train_step` itself wraps its loop in it.
+    def step_blocks(self) -> Iterator[None]:
+        """The decoder blocks set up for the steps, and as they were after, for generation and
+        evaluation (parameter names and the checkpoint format are unchanged): projections that read
+        the same input computed together (`training.fusion`) where `self.fused`, compiled where
+        `self.compiled`. `train` runs its steps in it; a caller that runs `train_step` itself wraps
+        its loop in it."""
+        with contextlib.ExitStack() as stack:
+            if self.fused:
+                frozen = torch.bfloat16 if self._bf16_frozen_linears() else None
+                self.fused_layers = stack.enter_context(fused_projections(self.model, frozen))
+            stack.enter_context(self._compiled_blocks())
+            yield
+
+    @contextlib.contextmanager
+    def _compiled_blocks(self) -> Iterator[None]:
+        """The decoder blocks compiled in place (`self.compiled`), eager again after.
 
         Compiled blocks compute attention the plain way (`eager`: matmul, mask, softmax, matmul),
         which inductor fuses: over packed rows of 256 tokens that is faster than the CPU's sdpa
@@ -607,17 +627,22 @@ class LoRARecipe:
                 block._compiled_call_impl = None
             inner.set_attn_implementation(attention)
 
+    def _bf16_frozen_linears(self) -> bool:
+        return bool(self.bf16 and self.device.type == "cpu" and CPU_BF16_FROZEN_LINEARS)
+
     def _frozen_bf16_copies(self) -> list[tuple[torch.nn.Module, torch.nn.Parameter, torch.Tensor, torch.nn.Parameter]]:
         """(linear layer, its weight, the weight's float32 values, a bfloat16 copy) for the frozen
         linear layers, output layer included, made once when the step computes in bf16 autocast on a
-        CPU (see CPU_BF16_FROZEN_LINEARS)."""
+        CPU (see CPU_BF16_FROZEN_LINEARS); not for the layers fused projections compute from their
+        own bfloat16 copy (`step_blocks`)."""
         if self._bf16_copies is None:
             self._bf16_copies = []
-            if self.bf16 and self.device.type == "cpu" and CPU_BF16_FROZEN_LINEARS:
+            if self._bf16_frozen_linears():
                 for module in self.model.modules():
                     weight = getattr(module, "weight", None)
                     if (isinstance(module, torch.nn.Linear) and isinstance(weight, torch.nn.Parameter)
-                            and not weight.requires_grad and weight.dtype == torch.float32):
+                            and not weight.requires_grad and weight.dtype == torch.float32
+                            and module not in self.fused_layers):
                         low = torch.nn.Parameter(weight.data.to(torch.bfloat16), requires_grad=False)
                         self._bf16_copies.append((module, weight, weight.data, low))
         return self._bf16_copies
@@ -703,6 +728,7 @@ class LoRARecipe:
             "bf16": self.bf16,
             "gradient_checkpointing": self.grad_ckpt,
             "compiled": self.compiled,
+            "fused": self.fused,
         }
 
     def save_adapter(self, path: Path | None = None) -> Path:

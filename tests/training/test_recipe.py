@@ -260,6 +260,7 @@ def test_compiled_steps_resume_identically_and_train_like_eager_ones(tok, tmp_pa
         runs[name] = recipe
     straight = runs["straight"]
     assert straight.summary()["compiled"] and not runs["eager"].summary()["compiled"]
+    assert not straight.summary()["fused"] and runs["eager"].summary()["fused"]  # fused only where not compiled
     assert straight.losses == pytest.approx(runs["eager"].losses, rel=2e-2)
     inner = straight.model.get_base_model()
     assert inner.config._attn_implementation == "sdpa"
@@ -283,6 +284,24 @@ def test_compiled_steps_resume_identically_and_train_like_eager_ones(tok, tmp_pa
     for (name, a), (_, b) in zip(straight.model.named_parameters(), second.model.named_parameters(), strict=True):
         if a.requires_grad:
             assert torch.equal(a, b), name
+
+
+def test_the_recipe_fuses_its_eager_steps_and_trains_as_unfused_steps_do(tok, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    runs = {}
+    for name, fuse in (("default", None), ("unfused", False)):
+        recipe = LoRARecipe(config(tmp_path, output_dir=tmp_path / name, fuse=fuse, epochs=3))
+        recipe.setup(units_for(tok))
+        recipe.train()
+        runs[name] = recipe
+    assert runs["default"].summary()["fused"] and not runs["unfused"].summary()["fused"]
+    assert len(runs["default"].losses) >= 6
+    assert runs["default"].losses == pytest.approx(runs["unfused"].losses, rel=1e-4)
+    unfused = dict(runs["unfused"].model.named_parameters())
+    for name, param in runs["default"].model.named_parameters():
+        if param.requires_grad:
+            assert float((param - unfused[name]).norm()) <= 1e-3 * float(unfused[name].norm()), name
+    blocks = runs["default"].model.get_base_model().get_decoder().layers
+    assert all("forward" not in vars(b.self_attn) for b in blocks)  # evaluation after runs the blocks' own code
 
 
 def test_runs_compile_where_compiling_pays() -> None:
