@@ -84,7 +84,8 @@ class _Group:
                 part.base.weight.data = view
         biases = [p.base.bias for p in parts]
         self.bias = None if all(b is None for b in biases) else torch.cat(
-            [b.detach() if b is not None else weights[0].new_zeros(n) for b, n in zip(biases, self.sizes, strict=True)])
+            [b.detach() if b is not None else weights[0].new_zeros(n) for b, n in zip(biases, self.sizes, strict=True)]
+        ).to(self.weight.dtype)
 
     def active(self) -> bool:
         return all(p.active() for p in self.parts)
