@@ -265,6 +265,7 @@ def test_compiled_steps_resume_identically_and_train_like_eager_ones(tok, tmp_pa
     inner = straight.model.get_base_model()
     assert inner.config._attn_implementation == "sdpa"
     assert all(block._compiled_call_impl is None for block in inner.get_decoder().layers)
+    assert all(block.self_attn.training for block in inner.get_decoder().layers)  # out of eval mode again
 
     def crash(info: dict) -> None:  # type: ignore[type-arg]
         if info["step"] == 5:
