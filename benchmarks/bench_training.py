@@ -17,6 +17,8 @@ adapters learn on the sample company.
    temporary data dir). Team QA match before → after, forgetting probe before → after, the
    cross-team leakage matrix; then a second refresh after new facts arrive, continuing from the
    first version.
+4. **Fused projections** (`--parts fusion`, tokens/s): `training.fusion` against the separate
+   layers, steps alternating fused / unfused in one recipe, per step size and compiled or not.
 
     .venv/bin/python benchmarks/bench_training.py --quick          # CPU, a few minutes
     .venv/bin/python benchmarks/bench_training.py --device cuda    # all teams, larger corpus
@@ -477,6 +479,61 @@ def bench_knowledge(model_name: str, teams: list[str], second_round: list[str], 
 
 
 # --------------------------------------------------------------------------- report
+def bench_fusion(model_name: str, device: torch.device, bf16: bool, n_steps: int,
+                 shapes: tuple[tuple[int, bool], ...] = ((256, False), (1024, False), (256, True))) -> list[dict[str, Any]]:
+    """Fused projections (`training.fusion`) against the separate layers, per (step tokens, compiled):
+    one recipe on the sample company's facts, its steps alternating fused / unfused in one process,
+    so the anchor (the unfused steps) is measured in the same run; the first four steps are warm-up."""
+    from training.base_models import load_tokenizer
+    from training.fusion import fused_projections
+    from training.recipe import LoRARecipe, RecipeConfig
+
+    tok = load_tokenizer(model_name)
+    units = fact_units(tok, FACTS)
+    results = []
+    for step_tokens, compiled in shapes:
+        with tempfile.TemporaryDirectory() as tmp:
+            recipe = LoRARecipe(RecipeConfig(base_model=model_name, output_dir=Path(tmp), epochs=1, min_steps=n_steps + 4,
+                                             max_epochs=1000, max_steps=n_steps + 4, step_tokens=step_tokens, seq_len=512,
+                                             checkpoint_every=0, device=str(device), bf16=bf16, compile=compiled, fuse=False))
+            recipe.setup(units, tokenizer=tok)
+            seconds, tokens = {True: 0.0, False: 0.0}, {True: 0, False: 0}
+            frozen = torch.bfloat16 if bf16 and device.type == "cpu" else None  # as the recipe fuses
+            with recipe.step_blocks(), fused_projections(recipe.model, frozen):
+                modules = [m for b in recipe.model.get_base_model().get_decoder().layers for m in (b.self_attn, b.mlp)]
+                fused = {m: vars(m)["forward"] for m in modules if "forward" in vars(m)}
+                for i in range(n_steps + 4):
+                    on = i % 2 == 0
+                    for module, forward in fused.items():
+                        if on:
+                            module.forward = forward
+                        else:
+                            vars(module).pop("forward", None)
+                    n = sum(len(s) for j in recipe.plan[recipe.step] for s in recipe.units[j].seqs)
+                    _sync(device)
+                    start = time.perf_counter()
+                    recipe.train_step()
+                    _sync(device)
+                    if i >= 4:
+                        seconds[on] += time.perf_counter() - start
+                        tokens[on] += n
+                for module, forward in fused.items():
+                    module.forward = forward
+            rates = {on: tokens[on] / seconds[on] for on in (True, False)}
+            results.append({"step_tokens": step_tokens, "compiled": compiled, "fused_blocks": len(fused) // 2,
+                            "fused_tokens_per_s": round(rates[True], 1), "unfused_tokens_per_s": round(rates[False], 1),
+                            "ratio": round(rates[True] / rates[False], 3), "steps_each": n_steps // 2})
+    return results
+
+
+def report_fusion(results: list[dict[str, Any]]) -> None:
+    say("4. fused projections against separate layers (steps alternating in one process)")
+    say("   step tokens  compiled  fused blocks  fused tok/s  unfused tok/s  ratio")
+    for r in results:
+        say(f"   {r['step_tokens']:11d}  {r['compiled']!s:8}  {r['fused_blocks']:12d}  {r['fused_tokens_per_s']:11.1f}"
+            f"  {r['unfused_tokens_per_s']:13.1f}  x{r['ratio']:.3f}")
+
+
 def report_trl(r: dict[str, Any]) -> None:
     say(f"\n0. Tacit vs TRL SFTTrainer ({r['model']}, {r['device']}, bf16 {r['bf16']}, {r['threads']} threads, "
         f"steps of <= {r['step_tokens']} tokens, interleaved step by step; Tacit rows {r['tacit_shape']})")
@@ -552,7 +609,7 @@ def main() -> None:
     bf16 = bf16_default("auto", device)
     parts = set(args.parts.split(","))
     say(f"bench_training: model {args.model}, device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    packing = incremental = knowledge = versus = None
+    packing = incremental = knowledge = versus = fusion = None
     if "trl" in parts:
         say("0. Tacit vs TRL SFTTrainer ...")
         versus = bench_vs_trl(args.model, device, bf16, args.steps or (12 if device.type == "cpu" else 300))
@@ -572,8 +629,13 @@ def main() -> None:
         second = ["platform"] if args.quick else teams
         knowledge = bench_knowledge(args.model, teams, second, 2, str(device))
         report(None, None, knowledge)
+    if "fusion" in parts:
+        say("4. fused projections ...")
+        fusion = bench_fusion(args.model, device, bf16, 8 if args.quick else 40)
+        report_fusion(fusion)
     if args.json:
-        args.json.write_text(json.dumps({"trl": versus, "packing": packing, "incremental": incremental, "knowledge": knowledge},
+        args.json.write_text(json.dumps({"trl": versus, "packing": packing, "incremental": incremental, "knowledge": knowledge,
+                                         "fusion": fusion},
                                         indent=2, default=str))
 
 
