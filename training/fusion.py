@@ -14,11 +14,13 @@ transformers' Llama classes (SmolLM2 among them) with one LoRA adapter active, n
 dropout (dropout draws a separate mask per projection); any other block keeps its own forward. A
 forward with a key/value cache or a disabled adapter takes the block's own path.
 
-Measured on SmolLM2-135M, 2 CPU cores, bf16 autocast, the sample company's platform data, steps
-interleaved with unfused ones in one process: eager steps x1.06-1.09 tokens/s; compiled blocks
-(`torch.compile`) x1.00 (inductor's generated code leaves nothing for it to save), so the recipe
-fuses only steps it does not compile. A block-diagonal B (one product for the group's B's as
-well) measured no better eager (x1.06) and slower compiled (x0.98).
+Measured on SmolLM2-135M, 2 CPU cores, bf16 autocast, steps interleaved with unfused ones in one
+process: on the demo's platform and support data, 256-token eager steps x1.06-1.09 tokens/s,
+1024-token steps x1.00, compiled blocks (`torch.compile`) x0.99-1.01; on the benchmark's short
+question-answer facts (`bench_training.py --parts fusion`) x1.11, x1.07 and x1.07-1.08. The recipe
+fuses the steps it does not compile (compiled ones keep their code and the demo its rounding). A
+block-diagonal B (one product for the group's B's as well) measured no better eager (x1.06) and
+slower compiled (x0.98).
 """
 
 from __future__ import annotations

@@ -425,7 +425,7 @@ class LoRARecipe:
         self.compiled = cfg.compile if cfg.compile is not None else should_compile(
             self.device, bf16=self.bf16, gradient_checkpointing=self.grad_ckpt,
             params=sum(p.numel() for p in self.model.parameters()), planned_tokens=planned)
-        # Fused projections pay in eager steps; compiled blocks gain nothing from them (training.fusion).
+        # Fused projections: eager steps; compiled ones gained nothing on the demo's data (training.fusion).
         self.fused = cfg.fuse if cfg.fuse is not None else not self.compiled
 
     def _step_shape(self, model_config: Any) -> StepShape:
