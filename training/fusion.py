@@ -34,6 +34,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from training.modeling import _unwrapped
+
 _CACHE_KEYS = ("cache", "past_key_values", "past_key_value")
 
 
@@ -157,7 +159,7 @@ def fused_projections(model: Any, dtype: torch.dtype | None = None) -> Iterator[
     for their own, in which case the layers' weights become views of the concatenated ones (no
     copy; a lasting change of storage, not of values). Yields the frozen layers whose products the
     fused forwards compute from a copy of their weights (empty when none is copied)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = _unwrapped(model)
     decoder = inner.get_decoder() if hasattr(inner, "get_decoder") else None
     restores: list[tuple[Any, Any]] = []
     copied: set[torch.nn.Module] = set()
