@@ -498,7 +498,7 @@ def bench_fusion(model_name: str, device: torch.device, bf16: bool, n_steps: int
                                              checkpoint_every=0, device=str(device), bf16=bf16, compile=compiled, fuse=False))
             recipe.setup(units, tokenizer=tok)
             seconds, tokens = {True: 0.0, False: 0.0}, {True: 0, False: 0}
-            frozen = torch.bfloat16 if bf16 and device.type == "cpu" else None  # as the recipe fuses
+            frozen = torch.bfloat16 if recipe._bf16_frozen_linears() else None  # as step_blocks fuses
             with recipe.step_blocks(), fused_projections(recipe.model, frozen):
                 modules = [m for b in recipe.model.get_base_model().get_decoder().layers for m in (b.self_attn, b.mlp)]
                 fused = {m: vars(m)["forward"] for m in modules if "forward" in vars(m)}
