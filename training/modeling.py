@@ -236,6 +236,11 @@ def greedy_continuations(model: Any, tokenizer: Any, prompts: Sequence[str], dev
     the answers still running. A row that ended early is padded after its end token to the batch's
     longest continuation, as `generate` pads it.
 
+    The prompts of a batch that start with the same tokens (the chat template's system prompt and
+    user header, which every question carries) compute that prefix once: its keys and values are
+    computed for one row and copied to every row, and each row's padding sits between the prefix
+    and its own tokens, with its positions counting its own tokens only (`_shared_prompt`).
+
     The model is put in eval mode for the call and given back in the mode it was in.
     """
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -245,11 +250,13 @@ def greedy_continuations(model: Any, tokenizer: Any, prompts: Sequence[str], dev
     try:
         for start in range(0, len(prompts), batch_size):
             encoded = [encode(tokenizer, p) for p in prompts[start:start + batch_size]]
+            shared = _shared_prompt(encoded)
             width = max(len(e) for e in encoded)
-            ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)
-            mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
+            ids = torch.tensor([e[:shared] + [pad] * (width - len(e)) + e[shared:] for e in encoded], device=device)
+            mask = torch.tensor([[1] * shared + [0] * (width - len(e)) + [1] * (len(e) - shared) for e in encoded],
+                                device=device)
             with torch.no_grad():
-                rows = _greedy_batch(model, ids, mask, max_new_tokens, tokenizer.eos_token_id)
+                rows = _greedy_batch(model, ids, mask, max_new_tokens, tokenizer.eos_token_id, shared)
             longest = max(len(r) for r in rows)
             continuations += [r + [pad] * (longest - len(r)) for r in rows]
     finally:
@@ -258,17 +265,39 @@ def greedy_continuations(model: Any, tokenizer: Any, prompts: Sequence[str], dev
     return continuations
 
 
+def _shared_prompt(encoded: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every prompt of a batch has in common and computes once (0: none):
+    at least MIN_SHARED_PREFIX, with a token of its own left to every prompt, and only in a batch of
+    several prompts."""
+    if len(encoded) < 2:
+        return 0
+    first = encoded[0]
+    shared = min(len(e) for e in encoded) - 1
+    for e in encoded[1:]:
+        shared = _common(first, e, shared)
+    return shared if shared >= MIN_SHARED_PREFIX else 0
+
+
 def _greedy_batch(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
-                  eos: int | None) -> list[list[int]]:
-    """Greedy decoding of one left-padded batch with a key/value cache, each row's tokens up to and
-    including its end token. Positions count a row's own tokens (padding excluded), as in `generate`."""
+                  eos: int | None, shared: int = 0) -> list[list[int]]:
+    """Greedy decoding of one padded batch with a key/value cache, each row's tokens up to and
+    including its end token. Positions count a row's own tokens (padding excluded), as in `generate`.
+    The first `shared` tokens are the same in every row (then padding, then the row's own tokens):
+    they are computed for the first row only and their keys and values copied to the others."""
     inner = _unwrapped(model)
     accepts = inspect.signature(inner.forward).parameters
     # transformers 5 names the key/value cache `cache` (argument and output), earlier ones `past_key_values`.
     name = "cache" if "cache" in accepts else "past_key_values"
     last_only = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}  # the prompt's last logits only
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **last_only)
+    past = {}
+    if shared:
+        prefix = model(input_ids=ids[:1, :shared], attention_mask=mask[:1, :shared], position_ids=positions[:1, :shared],
+                       use_cache=True, **last_only)
+        past = {name: getattr(prefix, name)}
+        past[name].batch_repeat_interleave(len(ids))
+    out = model(input_ids=ids[:, shared:], attention_mask=mask, position_ids=positions[:, shared:], use_cache=True,
+                **last_only, **past)
     cache, alive = getattr(out, name), torch.arange(len(ids), device=ids.device)
     following = positions[:, -1:] + 1
     rows: list[list[int]] = [[] for _ in range(len(ids))]

@@ -120,6 +120,41 @@ def test_batched_greedy_answers_equal_one_question_at_a_time(tok) -> None:  # ty
     assert len({tuple(a) for a in alone}) > 1  # distinct prompts, distinct answers: the comparison is not vacuous
 
 
+def test_a_prompt_prefix_shared_by_the_batch_is_computed_once(tok, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The chat template's system prompt and user header, the same in every prompt, run once for the
+    batch (one row, then its keys and values copied to each row); each answer is the one its prompt
+    gets decoded alone and the one a batch without the shared prefix gets."""
+    import torch
+
+    from training import modeling
+    from training.modeling import MIN_SHARED_PREFIX, _shared_prompt, greedy_continuations, prompt_ids
+
+    assert _shared_prompt([[1, 2, 3, 4, 5, 6]]) == 0  # a batch of one shares nothing
+    assert _shared_prompt([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 7]]) == 5
+    assert _shared_prompt([[1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 7]]) == 4  # every prompt keeps a token of its own
+    assert _shared_prompt([[1, 2, 3, 9], [1, 2, 3, 4, 5, 7]]) == 0  # too short to be worth a pass
+    model = prompt_sensitive_model(seed=1)
+    questions = ["Which pipeline ships production?", "Backups?", "Who owns the Atlas catalog, and since when?",
+                 "What is the primary Postgres cluster called?"]
+    shared = _shared_prompt([prompt_ids(tok, q) for q in questions])
+    assert shared >= MIN_SHARED_PREFIX
+    widths: list[tuple[int, int]] = []
+    handle = model.register_forward_pre_hook(lambda _m, _a, kw: widths.append(tuple(kw["input_ids"].shape)),
+                                             with_kwargs=True)
+    device = torch.device("cpu")
+    together = greedy_continuations(model, tok, questions, device, max_new_tokens=10, batch_size=len(questions))
+    handle.remove()
+    longest = max(len(prompt_ids(tok, q)) for q in questions)
+    assert widths[:2] == [(1, shared), (len(questions), longest - shared)]
+    alone = [greedy_continuations(model, tok, [q], device, max_new_tokens=10, batch_size=1)[0] for q in questions]
+    monkeypatch.setattr(modeling, "_shared_prompt", lambda encoded: 0)
+    unshared = greedy_continuations(model, tok, questions, device, max_new_tokens=10, batch_size=len(questions))
+    assert together == unshared
+    for one, row in zip(alone, together, strict=True):
+        assert row[: len(one)] == one
+    assert len({tuple(a) for a in alone}) > 1
+
+
 def test_greedy_continuations_are_what_generate_gives(tok) -> None:  # type: ignore[no-untyped-def]
     """Rows leave the decoding batch when they end; the tokens and padding are `generate`'s."""
     import copy
