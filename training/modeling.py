@@ -266,16 +266,13 @@ def greedy_continuations(model: Any, tokenizer: Any, prompts: Sequence[str], dev
 
 
 def _shared_prompt(encoded: Sequence[Sequence[int]]) -> int:
-    """How many leading tokens every prompt of a batch has in common and computes once (0: none):
-    at least MIN_SHARED_PREFIX, with a token of its own left to every prompt, and only in a batch of
-    several prompts."""
-    if len(encoded) < 2:
-        return 0
-    first = encoded[0]
+    """How many leading tokens every prompt of a batch has in common and computes once (0: none),
+    with a token of its own left to every prompt; by the rule packed rows share a prefix by
+    (`_effective`: several prompts, at least MIN_SHARED_PREFIX tokens)."""
     shared = min(len(e) for e in encoded) - 1
     for e in encoded[1:]:
-        shared = _common(first, e, shared)
-    return shared if shared >= MIN_SHARED_PREFIX else 0
+        shared = _common(encoded[0], e, shared)
+    return _effective(shared, len(encoded))
 
 
 def _greedy_batch(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
@@ -292,10 +289,10 @@ def _greedy_batch(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tok
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
     past = {}
     if shared:
-        prefix = model(input_ids=ids[:1, :shared], attention_mask=mask[:1, :shared], position_ids=positions[:1, :shared],
-                       use_cache=True, **last_only)
-        past = {name: getattr(prefix, name)}
-        past[name].batch_repeat_interleave(len(ids))
+        prefix = getattr(model(input_ids=ids[:1, :shared], attention_mask=mask[:1, :shared],
+                               position_ids=positions[:1, :shared], use_cache=True, **last_only), name)
+        prefix.batch_repeat_interleave(len(ids))
+        past = {name: prefix}
     out = model(input_ids=ids[:, shared:], attention_mask=mask, position_ids=positions[:, shared:], use_cache=True,
                 **last_only, **past)
     cache, alive = getattr(out, name), torch.arange(len(ids), device=ids.device)
